@@ -1,0 +1,118 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// `PROXYD_CORE_ONLY=1 swift build` / `swift test` skips the SwiftNIO-based stand-in apiserver and the
+// interop/end-to-end test targets: a fast inner loop for work on ProxyCore alone. CI never sets it.
+let coreOnly = Context.environment["PROXYD_CORE_ONLY"] == "1"
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+var products: [Product] = [
+    .executable(name: "proxyd", targets: ["proxyd"]),
+    .library(name: "ProxyCore", targets: ["ProxyCore"]),
+]
+
+var dependencies: [Package.Dependency] = [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+]
+
+var targets: [Target] = [
+    .systemLibrary(
+        name: "COpenSSL",
+        pkgConfig: "openssl",
+        providers: [.apt(["libssl-dev"])]
+    ),
+    .systemLibrary(
+        name: "CNghttp2",
+        pkgConfig: "libnghttp2",
+        providers: [.apt(["libnghttp2-dev"])]
+    ),
+    .target(
+        name: "ProxyCore",
+        dependencies: [
+            "COpenSSL",
+            "CNghttp2",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ],
+        swiftSettings: strict
+    ),
+    .executableTarget(
+        name: "proxyd",
+        dependencies: [
+            "ProxyCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        swiftSettings: strict
+    ),
+    .testTarget(
+        name: "ProxyCoreTests",
+        dependencies: ["ProxyCore"],
+        resources: [.copy("Fixtures")],
+        swiftSettings: strict
+    ),
+]
+
+if !coreOnly {
+    products.append(.executable(name: "standin-apiserver", targets: ["standin-apiserver"]))
+    dependencies += [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ]
+    let nio: [Target.Dependency] = [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+    ]
+    targets += [
+        // Dev tool and test peer: a Kubernetes apiserver stand-in on an independent stack
+        // (SwiftNIO + NIOSSL + NIOHTTP2). Never linked into proxyd.
+        .target(
+            name: "StandInServer",
+            dependencies: nio + [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "standin-apiserver",
+            dependencies: [
+                "StandInServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "InteropTests",
+            dependencies: ["ProxyCore", "StandInServer"] + nio,
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["ProxyCore", "StandInServer"] + nio,
+            swiftSettings: strict
+        ),
+    ]
+}
+
+let package = Package(
+    name: "proxyd",
+    platforms: [.macOS(.v14)],
+    products: products,
+    dependencies: dependencies,
+    targets: targets,
+    swiftLanguageModes: [.v6]
+)

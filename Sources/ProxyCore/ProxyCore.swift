@@ -1,0 +1,1 @@
+// ProxyCore: see DESIGN
