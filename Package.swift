@@ -53,7 +53,7 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "ProxyCoreTests",
-        dependencies: ["ProxyCore"],
+        dependencies: ["ProxyCore", "COpenSSL", "CNghttp2"],
         resources: [.copy("Fixtures")],
         swiftSettings: strict
     ),
@@ -74,6 +74,10 @@ if !coreOnly {
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+    ]
+    let pki: [Target.Dependency] = [
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
     ]
     targets += [
         // Dev tool and test peer: a Kubernetes apiserver stand-in on an independent stack
@@ -97,12 +101,12 @@ if !coreOnly {
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["ProxyCore", "StandInServer"] + nio,
+            dependencies: ["ProxyCore", "StandInServer"] + nio + pki,
             swiftSettings: strict
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["ProxyCore", "StandInServer"] + nio,
+            dependencies: ["ProxyCore", "StandInServer"] + nio + pki,
             swiftSettings: strict
         ),
     ]

@@ -1,1 +1,0 @@
-// ProxyCore: see DESIGN
