@@ -1,1 +1,2 @@
-print("proxyd")
+// Thin entry point: everything runs in ProxyCommand (nonisolated), never in main-actor top-level code.
+ProxyCommand.main()

@@ -1,0 +1,40 @@
+/// The credential headers in force at one moment: immutable, swapped whole on rotation.
+///
+/// Never logged: `description` redacts the values.
+public struct CredentialSnapshot: Sendable, Equatable, CustomStringConvertible {
+    /// Value of the `Authorization` header to add (`Bearer …` or `Basic …`), if any.
+    var authorization: String?
+    /// `Impersonate-*` headers from the kubeconfig or flags.
+    var impersonation: HTTPHeaders
+
+    public static let none = CredentialSnapshot(authorization: nil, impersonation: HTTPHeaders())
+
+    init(authorization: String?, impersonation: HTTPHeaders) {
+        self.authorization = authorization
+        self.impersonation = impersonation
+    }
+
+    /// Adds the credentials to a request, kubectl-style: a client's own `Authorization` wins, and a client's
+    /// `Impersonate-User` replaces configured impersonation entirely.
+    func apply(to headers: inout HTTPHeaders) {
+        if let authorization, !headers.contains("authorization") {
+            headers.add(name: "Authorization", value: authorization)
+        }
+        if !impersonation.isEmpty && !headers.contains("impersonate-user") {
+            for field in impersonation.fields {
+                headers.add(name: field.name, value: field.value)
+            }
+        }
+    }
+
+    public var description: String {
+        let kind: String
+        switch authorization {
+        case .none: kind = "none"
+        case .some(let a) where a.hasPrefix("Bearer "): kind = "bearer token"
+        case .some(let a) where a.hasPrefix("Basic "): kind = "basic auth"
+        case .some: kind = "authorization header"
+        }
+        return "CredentialSnapshot(\(kind), impersonation headers: \(impersonation.count))"
+    }
+}

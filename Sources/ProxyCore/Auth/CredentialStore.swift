@@ -1,0 +1,130 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Holds the current `CredentialSnapshot`, shared read-mostly by every event loop, and keeps it fresh:
+/// a `tokenFile` (or an in-cluster service-account token) is re-read when it changes.
+///
+/// Readers take one uncontended lock per request (not per byte) to copy the snapshot; rotation swaps the whole
+/// snapshot at once, so a request never sees half of an update.
+public final class CredentialStore: Sendable {
+    private let state: Mutex<CredentialSnapshot>
+    private let tokenFile: String?
+    private let template: CredentialSnapshot
+    private let timer: Mutex<(any DispatchSourceTimer)?> = Mutex(nil)
+
+    /// How often a token file is checked for changes (client-go re-reads about every 50–60 s; checking is a
+    /// cheap read, so proxyd picks rotations up sooner).
+    public static let tokenFilePollInterval: Duration = .seconds(5)
+
+    /// - Parameter sendCredentials: `false` for an `http://` server: credentials are never sent in the clear.
+    /// - Throws: `CredentialError` when a token file cannot be read at start-up.
+    public init(credentials: StaticCredentials, sendCredentials: Bool) throws(CredentialError) {
+        var impersonation = HTTPHeaders()
+        if let user = credentials.impersonateUser {
+            impersonation.add(name: "Impersonate-User", value: user)
+            for group in credentials.impersonateGroups {
+                impersonation.add(name: "Impersonate-Group", value: group)
+            }
+            if let uid = credentials.impersonateUID {
+                impersonation.add(name: "Impersonate-Uid", value: uid)
+            }
+            for (key, values) in credentials.impersonateExtra.sorted(by: { $0.key < $1.key }) {
+                for value in values {
+                    impersonation.add(name: "Impersonate-Extra-" + PercentEncoding.encodePath(key), value: value)
+                }
+            }
+        }
+        var authorization: String?
+        if let token = credentials.bearerToken, !token.isEmpty {
+            authorization = "Bearer " + token
+        } else if let user = credentials.username {
+            let raw = Array("\(user):\(credentials.password ?? "")".utf8)
+            authorization = "Basic " + Data(raw).base64EncodedString()
+        }
+        var tokenFile = credentials.tokenFile
+        if !sendCredentials {
+            authorization = nil
+            impersonation = HTTPHeaders()
+            tokenFile = nil
+        }
+        template = CredentialSnapshot(authorization: authorization, impersonation: impersonation)
+        self.tokenFile = tokenFile
+        var initial = template
+        if let tokenFile {
+            // The file's token wins over an inline one once read (client-go).
+            initial.authorization = "Bearer " + (try Self.readToken(tokenFile))
+        }
+        state = Mutex(initial)
+    }
+
+    /// The credentials to add to the next request.
+    public var current: CredentialSnapshot { state.withLock { $0 } }
+
+    /// Starts re-reading the token file, if there is one. A failed re-read keeps the last good token.
+    public func startWatching(interval: Duration = CredentialStore.tokenFilePollInterval) {
+        guard let tokenFile else { return }
+        let source = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        let nanos = Int(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        source.schedule(deadline: .now() + .nanoseconds(nanos), repeating: .nanoseconds(nanos))
+        source.setEventHandler { [weak self] in
+            self?.reloadTokenFile(tokenFile)
+        }
+        timer.withLock { $0 = source }
+        source.resume()
+    }
+
+    public func stopWatching() {
+        timer.withLock { t in
+            t?.cancel()
+            t = nil
+        }
+    }
+
+    deinit {
+        timer.withLock { $0?.cancel() }
+    }
+
+    /// Re-reads the token file now; returns whether the token changed.
+    @discardableResult
+    func reloadTokenFile(_ path: String) -> Bool {
+        guard let token = try? Self.readToken(path) else { return false }
+        let value = "Bearer " + token
+        return state.withLock { snapshot in
+            guard snapshot.authorization != value else { return false }
+            snapshot.authorization = value
+            return true
+        }
+    }
+
+    static func readToken(_ path: String) throws(CredentialError) -> String {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw CredentialError("cannot read token file \(path): \(Self.reason(error))")
+        }
+        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if token.isEmpty {
+            throw CredentialError("token file \(path) is empty")
+        }
+        return token
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoSuchFileError {
+            return "No such file or directory"
+        }
+        return ns.localizedDescription
+    }
+}
+
+/// A credential could not be obtained. The message never contains the secret itself.
+public struct CredentialError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

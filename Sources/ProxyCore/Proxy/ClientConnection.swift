@@ -1,0 +1,290 @@
+import Dispatch
+import Logging
+
+/// One client connection (HTTP/1.x over plain TCP or a unix socket) and the exchanges it carries, in order.
+/// Confined to its loop.
+///
+/// Pipelined requests are answered in order: the next request starts when the current response is complete;
+/// requests parsed meanwhile wait in `pendingEvents` (reading pauses when that queue grows).
+final class ClientConnection: StreamConnectionDelegate {
+    static let headerReadTimeout: Duration = .seconds(30)
+    static let idleTimeout: Duration = .seconds(120)
+    static let lingerTimeout: Duration = .seconds(2)
+    static let pendingHighWater = 256 * 1024
+
+    let socket: StreamConnection
+    let peer: SocketAddress
+    let context: LoopContext
+    let id: UInt64
+
+    private var parser: HTTP1RequestParser
+    private var pendingEvents: [HTTP1RequestEvent] = []
+    private var pendingBytes = 0
+    private var parseError: HTTP1Error?
+    private var current: ProxyExchange?
+    private var readPausedForPipeline = false
+    private var readPausedForBody = false
+    private var clientEOF = false
+    private var closing = false
+    private var closed = false
+    private var timer: LoopTimer?
+    private var timerIsHeaderTimer = false
+
+    init(socket: StreamConnection, peer: SocketAddress, context: LoopContext, id: UInt64) {
+        self.socket = socket
+        self.peer = peer
+        self.context = context
+        self.id = id
+        parser = HTTP1RequestParser(limits: context.shared.limits)
+    }
+
+    func start() {
+        socket.delegate = self
+        context.register(self)
+        socket.start()
+        armIdleTimer()
+    }
+
+    // MARK: reading requests
+
+    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
+        guard !closing else { return }
+        if current == nil && !timerIsHeaderTimer {
+            // First bytes of a request head: from now on the (shorter) header deadline runs.
+            arm(timeout: Self.headerReadTimeout, header: true)
+        }
+        do {
+            let events = try parser.feed(bytes)
+            enqueue(events)
+        } catch {
+            parseError = error
+        }
+        process()
+    }
+
+    func connectionDidReadEOF(_ c: StreamConnection) {
+        clientEOF = true
+        if parseError == nil {
+            do {
+                try parser.finish()
+            } catch {
+                parseError = error
+            }
+        }
+        if let current, !current.requestComplete {
+            // The request was cut short: nothing sensible can be answered.
+            current.cancel()
+            self.current = nil
+            close()
+            return
+        }
+        process()
+        if current == nil && pendingEvents.isEmpty && !closing {
+            close()
+        }
+    }
+
+    private func enqueue(_ events: [HTTP1RequestEvent]) {
+        for event in events {
+            if case .body(let slice) = event { pendingBytes += slice.count }
+            pendingEvents.append(event)
+        }
+    }
+
+    /// Moves queued events into exchanges: the current exchange gets its body; a new exchange starts once the
+    /// current one finished.
+    private func process() {
+        while !closing {
+            if let current {
+                guard !current.requestComplete, !pendingEvents.isEmpty else { break }
+                let event = pendingEvents.removeFirst()
+                switch event {
+                case .head:
+                    preconditionFailure("a request head inside a body")
+                case .body(let slice):
+                    pendingBytes -= slice.count
+                    current.clientSentBody(Array(slice))
+                case .end:
+                    current.clientEndedBody()
+                }
+                continue
+            }
+            guard !pendingEvents.isEmpty else {
+                if let error = parseError {
+                    parseError = nil
+                    respondToParseError(error)
+                }
+                break
+            }
+            let event = pendingEvents.removeFirst()
+            guard case .head(let head) = event else {
+                preconditionFailure("request events must start with a head")
+            }
+            timer?.cancel()
+            timer = nil
+            timerIsHeaderTimer = false
+            let exchange = ProxyExchange(connection: self, head: head)
+            current = exchange
+            exchange.begin()
+        }
+        updateReadPausing()
+    }
+
+    private func respondToParseError(_ error: HTTP1Error) {
+        context.shared.logger.info(
+            "rejecting malformed request",
+            metadata: [LogKeys.connectionID: "\(id)", "status": "\(error.status)", "reason": "\(error.reason)"])
+        writeLocal(.badRequest(status: error.status, reason: error.reason), headOnly: false, keepAlive: false,
+                   version: .http1_1)
+        finishAfterFlush()
+    }
+
+    private func updateReadPausing() {
+        let shouldPauseForPipeline = pendingBytes > Self.pendingHighWater
+            || (current != nil && pendingEvents.count > 64)
+        if shouldPauseForPipeline != readPausedForPipeline {
+            readPausedForPipeline = shouldPauseForPipeline
+            applyReadPausing()
+        }
+    }
+
+    private func applyReadPausing() {
+        if readPausedForPipeline || readPausedForBody {
+            socket.pauseReading()
+        } else {
+            socket.resumeReading()
+        }
+    }
+
+    /// The current exchange's upstream body queue is full (or drained again).
+    func setBodyBackpressure(_ paused: Bool) {
+        guard paused != readPausedForBody else { return }
+        readPausedForBody = paused
+        applyReadPausing()
+    }
+
+    // MARK: writing responses
+
+    func write(_ bytes: [UInt8]) {
+        guard !closed else { return }
+        socket.write(bytes)
+    }
+
+    var bufferedWriteBytes: Int { socket.bufferedWriteBytes }
+
+    /// Writes a complete local response.
+    func writeLocal(_ response: LocalResponse, headOnly: Bool, keepAlive: Bool, version: HTTPVersion) {
+        var headers = response.headers
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+        headers.replaceOrAdd(name: "Date", value: HTTPDate.now())
+        if !keepAlive {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if version == .http1_0 {
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+        var out = HTTP1Serializer.responseHead(
+            HTTPResponseHead(status: response.status, reason: "", version: .http1_1, headers: headers))
+        if !headOnly { out += response.body }
+        write(out)
+    }
+
+    /// Called by the current exchange when its response is complete.
+    func exchangeFinished(_ exchange: ProxyExchange, keepAlive: Bool) {
+        guard current === exchange else { return }
+        current = nil
+        readPausedForBody = false
+        applyReadPausing()
+        if !keepAlive || (clientEOF && pendingEvents.isEmpty) {
+            finishAfterFlush()
+            return
+        }
+        armIdleTimer()
+        process()
+    }
+
+    /// The exchange cannot continue (upstream died mid-body): drop the connection so the client sees the cut.
+    func abort() {
+        current = nil
+        close()
+    }
+
+    // MARK: closing
+
+    /// Half-closes after queued bytes are written, then closes on the client's EOF or after a short linger.
+    private func finishAfterFlush() {
+        guard !closing else { return }
+        closing = true
+        pendingEvents.removeAll()
+        socket.shutdownWrite()
+        socket.resumeReading()  // to see the client's EOF
+        arm(timeout: Self.lingerTimeout, header: false)
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        closing = true
+        timer?.cancel()
+        timer = nil
+        current?.cancel()
+        current = nil
+        socket.close()
+    }
+
+    func connectionDidDrainWrites(_ c: StreamConnection) {
+        current?.clientDrained()
+    }
+
+    func connection(_ c: StreamConnection, didFail error: IOError) {
+        context.shared.logger.debug("client connection failed: \(error)", metadata: [LogKeys.connectionID: "\(id)"])
+        close()
+    }
+
+    func connectionDidClose(_ c: StreamConnection) {
+        closed = true
+        timer?.cancel()
+        timer = nil
+        current?.cancel()
+        current = nil
+        context.unregister(self)
+    }
+
+    // MARK: timers
+
+    private func armIdleTimer() {
+        arm(timeout: Self.idleTimeout, header: false)
+    }
+
+    private func arm(timeout: Duration, header: Bool) {
+        timer?.cancel()
+        timerIsHeaderTimer = header
+        let box = WeakLoopBound(self)
+        timer = context.loop.scheduleTimer(after: timeout) {
+            box.value?.timerFired()
+        }
+    }
+
+    private func timerFired() {
+        timer = nil
+        if closing {
+            close()
+            return
+        }
+        guard current == nil else { return }
+        if timerIsHeaderTimer {
+            // RFC 9110 §15.5.9: the client did not finish its request head in time.
+            writeLocal(.badRequest(status: 408, reason: "Request Timeout"), headOnly: false, keepAlive: false,
+                       version: .http1_1)
+            finishAfterFlush()
+        } else {
+            close()
+        }
+    }
+
+    /// Closes an idle connection during a graceful stop; busy ones finish their exchange first.
+    func closeIfIdle() {
+        if current == nil { close() }
+    }
+
+    var isIdle: Bool { current == nil }
+}

@@ -1,0 +1,69 @@
+/// Header rules for both directions of an exchange (RFC 9110 §7.6.1 and kubectl's ReverseProxy behaviour).
+enum HeaderRewriter {
+    /// Hop-by-hop fields that never cross the proxy, lowercased.
+    static let hopByHop: Set<String> = [
+        "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade",
+    ]
+
+    /// Removes hop-by-hop fields and every field the `Connection` header names.
+    /// `TE: trailers` is kept, as Go's ReverseProxy does. With `keepUpgrade`, `Connection: Upgrade` and `Upgrade`
+    /// survive (protocol upgrades are the one case where they are end-to-end in effect).
+    static func removeHopByHop(_ headers: inout HTTPHeaders, keepUpgrade: Bool = false) {
+        let named = Set(headers.tokens("connection"))
+        let teTrailers = headers.tokens("te").contains("trailers")
+        headers.removeAll { field in
+            let lower = field.name.lowercased()
+            if keepUpgrade && (lower == "upgrade") { return false }
+            return hopByHop.contains(lower) || named.contains(lower)
+        }
+        if teTrailers { headers.add(name: "TE", value: "trailers") }
+        if keepUpgrade {
+            headers.add(name: "Connection", value: "Upgrade")
+        }
+    }
+
+    /// Builds the header list sent to the apiserver for a client request.
+    ///
+    /// - Parameters:
+    ///   - clientHeaders: the headers as the client sent them.
+    ///   - clientIP: the peer address for `X-Forwarded-For`, `nil` for unix-socket clients (kubectl adds none).
+    ///   - credentials: the current credential snapshot; header credentials step aside when the client sent its
+    ///     own `Authorization` (kubectl's behaviour), impersonation when it sent `Impersonate-User`.
+    ///   - isUpgrade: keep `Connection: Upgrade` / `Upgrade`.
+    static func upstreamRequestHeaders(
+        _ clientHeaders: HTTPHeaders,
+        clientIP: String?,
+        credentials: CredentialSnapshot,
+        isUpgrade: Bool
+    ) -> HTTPHeaders {
+        var headers = clientHeaders
+        removeHopByHop(&headers, keepUpgrade: isUpgrade)
+        // Host becomes :authority (h2) or is re-added by the HTTP/1 writer with the apiserver's authority.
+        headers.remove(name: "host")
+        // proxyd answers `Expect: 100-continue` itself.
+        headers.remove(name: "expect")
+        if let ip = clientIP {
+            let prior = headers.values("x-forwarded-for")
+            headers.remove(name: "x-forwarded-for")
+            headers.add(name: "X-Forwarded-For", value: (prior + [ip]).joined(separator: ", "))
+        }
+        if !headers.contains("user-agent") {
+            headers.add(name: "User-Agent", value: ProxyVersion.userAgent)
+        }
+        credentials.apply(to: &headers)
+        return headers
+    }
+
+    /// Cleans an upstream response head for the client; framing headers are set by the writer.
+    static func clientResponseHeaders(_ upstream: HTTPHeaders) -> HTTPHeaders {
+        var headers = upstream
+        removeHopByHop(&headers)
+        return headers
+    }
+}
+
+public enum ProxyVersion {
+    public static let version = "0.1.0"
+    static let userAgent = "proxyd/\(version)"
+}

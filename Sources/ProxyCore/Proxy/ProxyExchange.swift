@@ -1,0 +1,239 @@
+import Dispatch
+import Logging
+
+/// One client request and its response: routing, filtering, then streaming through an `UpstreamStream`.
+/// Confined to its connection's loop.
+///
+/// Backpressure, upstream → client: response bytes are written to the client socket at once and reported to the
+/// upstream (`consumed`) as soon as the socket's queue is under `clientLowWater`, otherwise when it drains; so the
+/// apiserver can send at most one flow-control window (or the HTTP/1 read high-water mark) beyond what the client
+/// took. Client → upstream: the client socket is paused while the stream's body queue is above its high-water mark.
+final class ProxyExchange: UpstreamResponseHandler {
+    static let clientLowWater = 64 * 1024
+
+    private unowned let connection: ClientConnection
+    let head: HTTPRequestHead
+    private var stream: UpstreamStream?
+    private(set) var requestComplete = false
+    private var responseStarted = false
+    private var chunkedResponse = false
+    private var closeDelimited = false
+    private var keepAlive: Bool
+    private var unconsumed = 0
+    private var finished = false
+    private var discardBody = false
+    private let startTime = DispatchTime.now()
+    private var responseStatus = 0
+    private var responseBytes = 0
+    private var upstreamPath = ""
+
+    init(connection: ClientConnection, head: HTTPRequestHead) {
+        self.connection = connection
+        self.head = head
+        keepAlive = head.keepAlive
+    }
+
+    private var shared: SharedProxyState { connection.context.shared }
+
+    private var isHead: Bool { head.method == "HEAD" }
+
+    /// Decides what to do with the request: answer locally or start the upstream exchange.
+    func begin() {
+        guard let target = RequestTarget(head.target) else {
+            keepAlive = false
+            respondLocally(.badRequest(status: 400, reason: "Bad Request: invalid request-target"))
+            return
+        }
+        if head.isUpgrade {
+            respondLocally(.status(501, reason: "NotImplemented",
+                                   message: "proxyd: protocol upgrades (exec, attach, port-forward) are not supported yet"))
+            return
+        }
+        let decision = shared.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)
+        switch decision {
+        case .badRequest(let why):
+            respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
+        case .notFound:
+            respondLocally(.notFound)
+        case .redirect(let location):
+            respondLocally(.movedPermanently(to: location))
+        case .forward(let upstreamTarget, let filterPath):
+            let host = target.host ?? head.headers.first("host") ?? ""
+            if let filter = shared.filter, !filter.accepts(method: head.method, path: filterPath, host: host) {
+                shared.logger.info("Filter rejecting \(head.method) \(filterPath) \(host)")
+                respondLocally(.forbidden)
+                return
+            }
+            upstreamPath = upstreamTarget
+            forward(upstreamTarget: upstreamTarget)
+        }
+    }
+
+    private func forward(upstreamTarget: String) {
+        let hasBody = head.hasBody
+        let headers = HeaderRewriter.upstreamRequestHeaders(
+            head.headers, clientIP: connection.peer.ipString, credentials: shared.credentials.current,
+            isUpgrade: false)
+        let request = UpstreamRequest(method: head.method, target: upstreamTarget, headers: headers, hasBody: hasBody)
+        if head.expectsContinue && hasBody {
+            connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        stream = connection.context.pool.start(request, handler: self)
+        if !hasBody { requestComplete = true }
+    }
+
+    // MARK: request body from the client
+
+    func clientSentBody(_ bytes: [UInt8]) {
+        guard !discardBody, let stream else { return }
+        stream.sendBody(bytes)
+        if stream.bufferedBodyBytes > UpstreamStream.bodyHighWater {
+            stream.bodyPaused = true
+            connection.setBodyBackpressure(true)
+        }
+    }
+
+    func clientEndedBody() {
+        requestComplete = true
+        if discardBody {
+            if finished { connection.exchangeFinished(self, keepAlive: keepAlive) }
+            return
+        }
+        stream?.endBody()
+    }
+
+    func upstreamRequestBodyDrained() {
+        connection.setBodyBackpressure(false)
+    }
+
+    // MARK: response from the apiserver
+
+    func upstreamDidReceiveHead(status: Int, headers upstreamHeaders: HTTPHeaders) {
+        guard !finished else { return }
+        responseStarted = true
+        responseStatus = status
+        var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
+        let bodyless = isHead || status == 204 || status == 304 || (100..<200).contains(status)
+        if bodyless {
+            if status == 204 || (100..<200).contains(status) { headers.remove(name: "content-length") }
+        } else if headers.contains("content-length") {
+            // The length passes through: the body is relayed as is.
+        } else if head.version == .http1_1 {
+            chunkedResponse = true
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        } else {
+            closeDelimited = true
+            keepAlive = false
+        }
+        if !requestComplete {
+            // The client is still sending; after this response the rest of its body would be read as a new request.
+            keepAlive = false
+        }
+        if !keepAlive {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if head.version == .http1_0 {
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+        connection.write(
+            HTTP1Serializer.responseHead(HTTPResponseHead(status: status, reason: "", version: .http1_1, headers: headers)))
+    }
+
+    func upstreamDidReceiveBody(_ bytes: [UInt8]) {
+        guard !finished, let stream else { return }
+        responseBytes += bytes.count
+        if isHead {
+            stream.consumed(bytes.count)
+            return
+        }
+        connection.write(chunkedResponse ? HTTP1Serializer.chunk(bytes[...]) : bytes)
+        unconsumed += bytes.count
+        if connection.bufferedWriteBytes <= Self.clientLowWater {
+            stream.consumed(unconsumed)
+            unconsumed = 0
+        }
+    }
+
+    /// The client socket's queue drained: hand the window back to the apiserver.
+    func clientDrained() {
+        guard unconsumed > 0, let stream else { return }
+        stream.consumed(unconsumed)
+        unconsumed = 0
+    }
+
+    func upstreamDidEnd() {
+        guard !finished else { return }
+        if !responseStarted {
+            // Cannot happen with a well-behaved server; answer something sane.
+            respondLocally(.upstreamFailure(.badGateway("the apiserver sent no response")))
+            return
+        }
+        if chunkedResponse && !isHead { connection.write(HTTP1Serializer.lastChunk) }
+        complete()
+    }
+
+    func upstreamDidFail(_ failure: UpstreamFailure) {
+        guard !finished else { return }
+        if responseStarted {
+            // Mid-body: the only honest signal is to cut the connection (a chunked body stays unterminated).
+            shared.logger.warning("upstream failed mid-response for \(head.method) \(upstreamPath): \(failure)")
+            finished = true
+            stream = nil
+            logAccess()
+            connection.abort()
+            return
+        }
+        shared.logger.warning("upstream failed for \(head.method) \(upstreamPath): \(failure)")
+        stream = nil
+        respondLocally(.upstreamFailure(failure))
+    }
+
+    // MARK: completion
+
+    private func respondLocally(_ response: LocalResponse) {
+        responseStatus = response.status
+        responseBytes = response.body.count
+        if !requestComplete && !head.hasBody { requestComplete = true }
+        if response.status >= 400 && !requestComplete {
+            // Don't wait for a body nobody will read: answer and close.
+            keepAlive = false
+        }
+        if response.headers.first("connection")?.lowercased() == "close" { keepAlive = false }
+        connection.writeLocal(response, headOnly: isHead, keepAlive: keepAlive, version: head.version)
+        discardBody = true
+        complete()
+    }
+
+    private func complete() {
+        finished = true
+        if let stream, unconsumed > 0 {
+            stream.consumed(unconsumed)
+            unconsumed = 0
+        }
+        stream = nil
+        logAccess()
+        if !requestComplete && keepAlive {
+            // Still reading the request body (discarded); finish when it ends.
+            return
+        }
+        connection.exchangeFinished(self, keepAlive: keepAlive && requestComplete)
+    }
+
+    /// The client went away: stop the upstream side.
+    func cancel() {
+        guard !finished else { return }
+        finished = true
+        stream?.cancel()
+        stream = nil
+        logAccess(cancelled: true)
+    }
+
+    private func logAccess(cancelled: Bool = false) {
+        let micros = (DispatchTime.now().uptimeNanoseconds - startTime.uptimeNanoseconds) / 1000
+        shared.metrics.record(status: responseStatus, bytes: responseBytes, micros: micros, cancelled: cancelled)
+        guard shared.accessLog else { return }
+        let status = cancelled ? "cancelled" : String(responseStatus)
+        shared.logger.info(
+            "\(connection.peer) \"\(head.method) \(head.target)\" \(status) \(responseBytes) \(micros)us",
+            metadata: [LogKeys.connectionID: "\(connection.id)"])
+    }
+}

@@ -1,0 +1,192 @@
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// Read-mostly state every loop shares: immutable configuration plus the credential store (swapped atomically).
+final class SharedProxyState: Sendable {
+    let router: PathRouter
+    let filter: RequestFilter?
+    let credentials: CredentialStore
+    let logger: Logger
+    let metrics: ProxyMetrics
+    let accessLog: Bool
+    let limits: HTTP1Limits
+    let tlsContext: Mutex<TLSContext?>
+
+    init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
+         metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?) {
+        self.router = router
+        self.filter = filter
+        self.credentials = credentials
+        self.logger = logger
+        self.metrics = metrics
+        self.accessLog = accessLog
+        self.limits = HTTP1Limits()
+        self.tlsContext = Mutex(tlsContext)
+    }
+}
+
+/// What one event loop owns: its upstream pool and its client connections. Touched only on `loop`.
+final class LoopContext: @unchecked Sendable {
+    let loop: EventLoop
+    let shared: SharedProxyState
+    let pool: UpstreamPool
+    private var connections: [ObjectIdentifier: ClientConnection] = [:]
+    private var nextConnectionID: UInt64 = 0
+    var draining = false
+    var onIdle: (@Sendable () -> Void)?
+
+    init(loop: EventLoop, shared: SharedProxyState, target: UpstreamTarget) {
+        self.loop = loop
+        self.shared = shared
+        pool = UpstreamPool(loop: loop, target: target, logger: shared.logger) { [shared] in
+            shared.tlsContext.withLock { $0 }
+        }
+    }
+
+    func accept(fd: Int32, peer: SocketAddress) {
+        loop.assertInLoop()
+        if draining {
+            _ = Posix.closeQuietly(fd)
+            return
+        }
+        nextConnectionID += 1
+        let socket = StreamConnection(fd: fd, loop: loop)
+        let connection = ClientConnection(socket: socket, peer: peer, context: self, id: nextConnectionID)
+        connection.start()
+    }
+
+    func register(_ c: ClientConnection) { connections[ObjectIdentifier(c)] = c }
+
+    func unregister(_ c: ClientConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(c))
+        if draining && connections.isEmpty { signalIdle() }
+    }
+
+    private func signalIdle() {
+        let callback = onIdle
+        onIdle = nil
+        callback?()
+    }
+
+    var connectionCount: Int { connections.count }
+
+    /// Stops taking requests: idle connections close now, busy ones after their current exchange.
+    func drain() {
+        draining = true
+        for c in connections.values { c.closeIfIdle() }
+        pool.shutdown()
+        if connections.isEmpty { signalIdle() }
+    }
+
+    func closeAll() {
+        for c in connections.values { c.close() }
+    }
+}
+
+/// The proxy: listeners, event loops, and per-loop upstream pools.
+public final class ProxyServer: Sendable {
+    public let configuration: ProxyConfiguration
+    private let shared: SharedProxyState
+    private let group: EventLoopGroup
+    private let contexts: [ObjectIdentifier: LoopContext]
+    private let listeners = Mutex<[Listener]>([])
+
+    /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded.
+    public init(configuration: ProxyConfiguration, logger: Logger, metrics: ProxyMetrics = ProxyMetrics()) throws {
+        self.configuration = configuration
+        let target = configuration.upstream
+        let credentials = try CredentialStore(
+            credentials: target.credentials, sendCredentials: target.scheme == "https")
+        let tls: TLSContext? = target.scheme == "https" ? try TLSContext(configuration: target.tls) : nil
+        let router = PathRouter(
+            apiPrefix: configuration.apiPrefix,
+            serverBasePath: configuration.appendServerPath ? target.basePath : "")
+        shared = SharedProxyState(
+            router: router, filter: configuration.filter, credentials: credentials, logger: logger,
+            metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls)
+        group = EventLoopGroup(count: max(1, configuration.loopCount))
+        var contexts: [ObjectIdentifier: LoopContext] = [:]
+        for loop in group.loops {
+            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, target: target)
+        }
+        self.contexts = contexts
+    }
+
+    public var metrics: ProxyMetrics { shared.metrics }
+
+    /// Binds the listeners and starts serving.
+    /// - Returns: the addresses being served, as `Starting to serve on …` prints them.
+    /// - Throws: `IOError` (bind or listen failures).
+    @discardableResult
+    public func start() throws -> [SocketAddress] {
+        var bound: [Listener] = []
+        switch configuration.listen {
+        case .tcp(let address, let port):
+            bound.append(try Listener.bindTCP(host: address, port: port))
+        case .unix(let path):
+            bound.append(try Listener.bindUnix(path: path))
+        case .inherited(let fds):
+            for fd in fds { bound.append(try Listener(inheritedFD: fd)) }
+        }
+        let contexts = self.contexts
+        for listener in bound {
+            listener.start(group: group) { fd, peer, loop in
+                guard let context = contexts[ObjectIdentifier(loop)] else {
+                    _ = Posix.closeQuietly(fd)
+                    return
+                }
+                loop.execute {
+                    context.accept(fd: fd, peer: peer)
+                }
+            }
+        }
+        listeners.withLock { $0 = bound }
+        shared.credentials.startWatching()
+        return bound.map(\.localAddress)
+    }
+
+    /// Graceful stop: stop accepting, let in-flight exchanges finish (up to `drainTimeout`), then close the rest.
+    /// `completion` runs once everything is closed (on an arbitrary queue).
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
+        let bound = listeners.withLock { l in
+            let out = l
+            l = []
+            return out
+        }
+        for listener in bound { listener.close() }
+        shared.credentials.stopWatching()
+        let remaining = Mutex(contexts.count)
+        let done = Mutex(false)
+        let finish: @Sendable () -> Void = {
+            let first = done.withLock { d in
+                let was = d
+                d = true
+                return !was
+            }
+            if first { completion() }
+        }
+        let deadline = configuration.drainTimeout
+        for context in contexts.values {
+            context.loop.execute {
+                context.onIdle = {
+                    let left = remaining.withLock { r in
+                        r -= 1
+                        return r
+                    }
+                    if left == 0 { finish() }
+                }
+                context.drain()
+            }
+        }
+        if contexts.isEmpty { finish() }
+        let nanos = Int(deadline.components.seconds) * 1_000_000_000
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanos)) { [contexts] in
+            for context in contexts.values {
+                context.loop.execute { context.closeAll() }
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) { finish() }
+        }
+    }
+}

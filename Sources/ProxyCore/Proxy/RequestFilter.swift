@@ -1,0 +1,99 @@
+import Foundation
+
+/// kubectl proxy's request filter (`FilterServer`), with its defaults and order of checks:
+/// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match.
+///
+/// Patterns are comma-separated, unanchored regular expressions; an empty list matches nothing.
+/// One deliberate difference from kubectl: the Host header's port is removed *without* removing IPv6 brackets,
+/// so the default `^\[::1\]$` accepts `Host: [::1]:8001` (kubernetes/kubernetes#77496).
+public struct RequestFilter: Sendable {
+    public static let defaultAcceptHosts = #"^localhost$,^127\.0\.0\.1$,^\[::1\]$"#
+    public static let defaultAcceptPaths = "^.*"
+    public static let defaultRejectPaths = "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach"
+    public static let defaultRejectMethods = "^$"
+
+    let acceptHosts: PatternList
+    let acceptPaths: PatternList
+    let rejectPaths: PatternList
+    let rejectMethods: PatternList
+
+    /// - Throws: `FilterError` naming the flag and the pattern that does not compile.
+    public init(
+        acceptHosts: String = RequestFilter.defaultAcceptHosts,
+        acceptPaths: String = RequestFilter.defaultAcceptPaths,
+        rejectPaths: String = RequestFilter.defaultRejectPaths,
+        rejectMethods: String = RequestFilter.defaultRejectMethods
+    ) throws(FilterError) {
+        self.acceptHosts = try PatternList(acceptHosts, flag: "accept-hosts")
+        self.acceptPaths = try PatternList(acceptPaths, flag: "accept-paths")
+        self.rejectPaths = try PatternList(rejectPaths, flag: "reject-paths")
+        self.rejectMethods = try PatternList(rejectMethods, flag: "reject-methods")
+    }
+
+    /// - Parameters:
+    ///   - method: the request method, case as sent.
+    ///   - path: the *decoded* path after API-prefix stripping.
+    ///   - host: the Host header value (or the host of an absolute-form target), port included.
+    public func accepts(method: String, path: String, host: String) -> Bool {
+        if rejectPaths.matches(path) { return false }
+        if rejectMethods.matches(method) { return false }
+        return acceptPaths.matches(path) && acceptHosts.matches(Self.hostWithoutPort(host))
+    }
+
+    /// Removes a trailing `:port`, keeping IPv6 brackets: `[::1]:8001` → `[::1]`, `localhost:1` → `localhost`,
+    /// `::1` (not bracketed, ambiguous) stays as it is, like Go's `SplitHostPort` failure path.
+    static func hostWithoutPort(_ host: String) -> String {
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return host }
+            let rest = host[host.index(after: close)...]
+            if rest.isEmpty || (rest.first == ":" && rest.dropFirst().allSatisfy(\.isASCIIDigitChar)) {
+                return String(host[...close])
+            }
+            return host
+        }
+        let colons = host.utf8.count(where: { $0 == UInt8(ascii: ":") })
+        if colons == 1, let idx = host.firstIndex(of: ":") {
+            return String(host[..<idx])
+        }
+        return host
+    }
+}
+
+extension Character {
+    fileprivate var isASCIIDigitChar: Bool { isASCII && isNumber }
+}
+
+/// A flag's regular expression failed to compile.
+public struct FilterError: Error, CustomStringConvertible {
+    public let flag: String
+    public let pattern: String
+    public let reason: String
+    public var description: String { "--\(flag): error compiling regular expression \"\(pattern)\": \(reason)" }
+}
+
+/// A comma-separated list of unanchored regular expressions, as kubectl's `MakeRegexpArray`.
+struct PatternList: @unchecked Sendable {  // NSRegularExpression is immutable and documented thread-safe.
+    let expressions: [NSRegularExpression]
+
+    init(_ list: String, flag: String) throws(FilterError) {
+        guard !list.isEmpty else {
+            expressions = []
+            return
+        }
+        var out: [NSRegularExpression] = []
+        for part in list.split(separator: ",", omittingEmptySubsequences: false) {
+            let pattern = String(part)
+            do {
+                out.append(try NSRegularExpression(pattern: pattern))
+            } catch {
+                throw FilterError(flag: flag, pattern: pattern, reason: "\(error.localizedDescription)")
+            }
+        }
+        expressions = out
+    }
+
+    func matches(_ s: String) -> Bool {
+        let range = NSRange(s.startIndex..., in: s)
+        return expressions.contains { $0.firstMatch(in: s, range: range) != nil }
+    }
+}

@@ -1,0 +1,245 @@
+import Dispatch
+
+/// An HTTP/2 connection to the apiserver carrying many `UpstreamStream`s. Confined to its pool's loop.
+///
+/// Data path: transport plaintext → `HTTP2Session.feed` → delegate events → stream handlers (the client side).
+/// Output: `HTTP2Session.takeOutput` → transport, but only while the socket's write queue is under
+/// `writeHighWater`, so request bodies wait inside nghttp2 (and then in the stream queues, which pause the client)
+/// instead of piling up in memory.
+final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
+    static let writeHighWater = 256 * 1024
+    static let pingAfterSilence: Duration = .seconds(30)  // client-go's ReadIdleTimeout
+    static let pingTimeout: Duration = .seconds(15)  // client-go's PingTimeout
+
+    let id: Int
+    let transport: UpstreamTransport
+    private(set) var session: HTTP2Session!
+    private unowned let pool: UpstreamPool
+    private var streams: [Int32: UpstreamStream] = [:]
+    private var inFeed = false
+    private var flushPending = false
+    private(set) var isClosed = false
+    private(set) var lastActivity = DispatchTime.now()
+    private var lastRead = DispatchTime.now()
+    private var healthTimer: LoopTimer?
+    private var pingOutstanding = false
+
+    init(id: Int, transport: UpstreamTransport, pool: UpstreamPool) throws(HTTP2Error) {
+        self.id = id
+        self.transport = transport
+        self.pool = pool
+        session = try HTTP2Session(delegate: self)
+        flush()
+        scheduleHealthCheck(after: Self.pingAfterSilence)
+    }
+
+    var streamCount: Int { streams.count }
+
+    /// Whether another stream may be opened now (not going away, under the server's MAX_CONCURRENT_STREAMS).
+    var canOpenStream: Bool { !isClosed && session.canOpenStream && streams.count < session.remoteMaxConcurrentStreams }
+
+    var remoteMaxConcurrentStreams: Int { session.remoteMaxConcurrentStreams }
+
+    /// Opens an h2 stream for `stream` and hands over any body queued while it waited.
+    func attach(_ stream: UpstreamStream) -> Bool {
+        let request = stream.request
+        let pending = stream.takePendingBody()
+        let hasBody = request.hasBody
+        let id: Int32
+        do {
+            id = try session.submitRequest(
+                method: request.method, scheme: pool.target.scheme, authority: pool.target.authority,
+                path: request.target, headers: request.headers, hasBody: hasBody)
+        } catch {
+            stream.state = .finished
+            stream.handler?.upstreamDidFail(.badGateway("cannot open HTTP/2 stream: \(error)"))
+            return false
+        }
+        streams[id] = stream
+        stream.state = .http2(self, id)
+        lastActivity = .now()
+        if hasBody {
+            for chunk in pending.chunks { session.appendBody(chunk, stream: id) }
+            if pending.ended { session.endBody(stream: id) }
+        }
+        flush()
+        stream.checkBodyDrained()
+        return true
+    }
+
+    func sendBody(_ bytes: [UInt8], stream id: Int32) {
+        session.appendBody(bytes, stream: id)
+        flush()
+    }
+
+    func endBody(stream id: Int32) {
+        session.endBody(stream: id)
+        flush()
+    }
+
+    func bufferedBodyBytes(stream id: Int32) -> Int { session.bufferedBodyBytes(stream: id) }
+
+    func consume(stream id: Int32, bytes: Int) {
+        session.consume(stream: id, bytes: bytes)
+        flush()
+    }
+
+    func cancel(stream id: Int32) {
+        guard streams.removeValue(forKey: id) != nil else { return }
+        session.resetStream(id, errorCode: 8)  // CANCEL
+        flush()
+        pool.streamFinished(on: self)
+    }
+
+    /// GOAWAY: let streams finish, open no new ones here.
+    func goAway() {
+        session.goAway()
+        flush()
+    }
+
+    func close(failure: UpstreamFailure? = nil) {
+        guard !isClosed else { return }
+        if let failure { transport.fail(failure) } else { transport.close() }
+    }
+
+    /// Moves session output to the socket while the socket has room.
+    func flush() {
+        guard !isClosed else { return }
+        if inFeed {
+            flushPending = true
+            return
+        }
+        while transport.bufferedWriteBytes < Self.writeHighWater {
+            let out = session.takeOutput(max: Self.writeHighWater)
+            if out.isEmpty { break }
+            transport.write(out)
+            if isClosed { return }
+        }
+        // Bodies may have moved into nghttp2: let paused clients continue.
+        for stream in streams.values where stream.bodyPaused {
+            stream.checkBodyDrained()
+        }
+        if !session.wantsReadOrWrite && streams.isEmpty && transport.bufferedWriteBytes == 0 {
+            close()
+        }
+    }
+
+    // MARK: transport events (forwarded by the pool)
+
+    func didRead(_ bytes: [UInt8]) {
+        lastRead = .now()
+        pingOutstanding = false
+        inFeed = true
+        do {
+            try session.feed(bytes[...])
+        } catch {
+            inFeed = false
+            close(failure: .badGateway("HTTP/2 protocol error: \(error)"))
+            return
+        }
+        inFeed = false
+        flushPending = false
+        flush()
+    }
+
+    func didDrainWrites() { flush() }
+
+    func didClose(failure: UpstreamFailure?) {
+        isClosed = true
+        healthTimer?.cancel()
+        healthTimer = nil
+        let orphans = streams
+        streams.removeAll()
+        let reason = failure ?? .badGateway("the apiserver closed the connection")
+        for (_, stream) in orphans.sorted(by: { $0.key < $1.key }) {
+            stream.state = .finished
+            stream.handler?.upstreamDidFail(reason)
+        }
+    }
+
+    // MARK: health checks
+
+    private func scheduleHealthCheck(after delay: Duration) {
+        healthTimer?.cancel()
+        let box = WeakLoopBound(self)
+        healthTimer = transport.loop.scheduleTimer(after: delay) {
+            box.value?.healthCheck()
+        }
+    }
+
+    private func healthCheck() {
+        guard !isClosed else { return }
+        if pingOutstanding {
+            close(failure: .badGateway("the apiserver did not answer a PING within \(Self.pingTimeout)"))
+            return
+        }
+        let silentNanos = DispatchTime.now().uptimeNanoseconds - lastRead.uptimeNanoseconds
+        let threshold = UInt64(Self.pingAfterSilence.components.seconds) * 1_000_000_000
+        if silentNanos >= threshold {
+            pingOutstanding = true
+            session.ping()
+            flush()
+            scheduleHealthCheck(after: Self.pingTimeout)
+        } else {
+            scheduleHealthCheck(after: .nanoseconds(Int64(threshold - silentNanos)))
+        }
+    }
+
+    // MARK: HTTP2SessionDelegate
+
+    func session(_ s: HTTP2Session, didReceiveResponseHead status: Int, headers: HTTPHeaders, stream: Int32) {
+        streams[stream]?.handler?.upstreamDidReceiveHead(status: status, headers: headers)
+    }
+
+    func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
+        if let handler = streams[stream]?.handler {
+            handler.upstreamDidReceiveBody(bytes)
+        } else {
+            // Stream cancelled locally: give the window back at once.
+            session.consume(stream: stream, bytes: bytes.count)
+        }
+    }
+
+    func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
+        guard let upstream = streams.removeValue(forKey: stream) else { return }
+        lastActivity = .now()
+        upstream.state = .finished
+        upstream.handler?.upstreamDidEnd()
+        pool.streamFinished(on: self)
+    }
+
+    func session(_ s: HTTP2Session, streamDidClose stream: Int32, errorCode: UInt32) {
+        guard let upstream = streams.removeValue(forKey: stream) else { return }
+        lastActivity = .now()
+        upstream.state = .finished
+        let name = HTTP2ErrorCodeName.name(errorCode)
+        upstream.handler?.upstreamDidFail(.badGateway("the apiserver reset the stream (\(name))"))
+        pool.streamFinished(on: self)
+    }
+
+    func session(_ s: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: UInt32) {
+        // Streams above lastStreamID were never processed: the pool may retry them elsewhere.
+        let refused = streams.filter { $0.key > lastStreamID }
+        for (id, _) in refused { streams.removeValue(forKey: id) }
+        pool.connectionIsGoingAway(self, refused: refused.sorted { $0.key < $1.key }.map(\.value))
+    }
+
+    func sessionDidReceivePingAck(_ s: HTTP2Session) {
+        pingOutstanding = false
+    }
+
+    func sessionRemoteSettingsChanged(_ s: HTTP2Session) {
+        pool.capacityChanged()
+    }
+}
+
+enum HTTP2ErrorCodeName {
+    static func name(_ code: UInt32) -> String {
+        let names = [
+            "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+            "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+            "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        ]
+        return Int(code) < names.count ? names[Int(code)] : "error code \(code)"
+    }
+}

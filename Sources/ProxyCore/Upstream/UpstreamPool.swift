@@ -1,0 +1,289 @@
+import Dispatch
+import Logging
+
+/// The upstream connections of one event loop, shared by every client connection on that loop.
+///
+/// - HTTP/2 (ALPN `h2`): requests share one connection up to the server's `MAX_CONCURRENT_STREAMS`; another
+///   connection opens only when all are full. A connection that got GOAWAY finishes its streams and takes no new
+///   ones.
+/// - HTTP/1.1 (ALPN `http/1.1`, or `http://` servers): an idle keep-alive connection per exchange, new ones as
+///   needed.
+/// - While the apiserver cannot be reached, requests fail fast with 503 during a short, growing backoff
+///   (100 ms doubling to 2 s), then the next request tries again.
+final class UpstreamPool: UpstreamTransportDelegate {
+    static let idleTimeout: Duration = .seconds(90)  // client-go's IdleConnTimeout
+    static let maxHTTP1Connections = 64
+    static let initialBackoff: UInt64 = 100_000_000
+    static let maxBackoff: UInt64 = 2_000_000_000
+
+    let loop: EventLoop
+    let target: UpstreamTarget
+    private let tlsContextProvider: @Sendable () -> TLSContext?
+    private let logger: Logger
+
+    private var nextID = 0
+    /// Connections whose TCP/TLS setup is in progress.
+    private var connecting: [ObjectIdentifier: UpstreamTransport] = [:]
+    private var http2: [HTTP2UpstreamConnection] = []
+    private var http1: [HTTP1UpstreamConnection] = []
+    private var idleHTTP1: [HTTP1UpstreamConnection] = []
+    private var byTransport: [ObjectIdentifier: AnyObject] = [:]
+    private var waiting: [UpstreamStream] = []
+    /// Learned from the first handshake: whether the server speaks h2, and how many streams it allows.
+    private var serverSpeaksHTTP2: Bool?
+    private var lastMaxStreams = 100
+    private var failures = 0
+    private var unavailableUntil: UInt64 = 0
+    private var lastFailure: UpstreamFailure?
+    private var idleTimer: LoopTimer?
+    private var shuttingDown = false
+
+    /// Counters for metrics and tests.
+    private(set) var connectionsOpened = 0
+
+    init(
+        loop: EventLoop, target: UpstreamTarget, logger: Logger,
+        tlsContextProvider: @escaping @Sendable () -> TLSContext?
+    ) {
+        self.loop = loop
+        self.target = target
+        self.logger = logger
+        self.tlsContextProvider = tlsContextProvider
+    }
+
+    /// Starts an exchange; events reach `handler` on this loop.
+    func start(_ request: UpstreamRequest, handler: any UpstreamResponseHandler) -> UpstreamStream {
+        let stream = UpstreamStream(request: request, handler: handler)
+        let now = DispatchTime.now().uptimeNanoseconds
+        if now < unavailableUntil, let lastFailure, connecting.isEmpty, http2.isEmpty, idleHTTP1.isEmpty {
+            stream.state = .finished
+            let box = LoopBound(stream)
+            loop.execute {
+                box.value.handler?.upstreamDidFail(lastFailure)
+            }
+            return stream
+        }
+        waiting.append(stream)
+        dispatchWaiting()
+        return stream
+    }
+
+    /// Assigns waiting streams to connections, opening connections as needed.
+    private func dispatchWaiting() {
+        while !waiting.isEmpty {
+            let stream = waiting[0]
+            if case .finished = stream.state {
+                waiting.removeFirst()
+                continue
+            }
+            if let h2 = http2.first(where: { $0.canOpenStream }) {
+                waiting.removeFirst()
+                _ = h2.attach(stream)
+                continue
+            }
+            if let h1 = idleHTTP1.popLast() {
+                waiting.removeFirst()
+                h1.attach(stream)
+                continue
+            }
+            // Nothing free: does a connection being set up already cover the queue?
+            let perConnection = serverSpeaksHTTP2 == false ? 1 : lastMaxStreams
+            let covered = connecting.count * perConnection
+            let waitingCount = waiting.count(where: { if case .waiting = $0.state { return true } else { return false } })
+            if waitingCount > covered {
+                if serverSpeaksHTTP2 == false && http1.count + connecting.count >= Self.maxHTTP1Connections {
+                    return  // wait for a connection to come back
+                }
+                openConnection()
+                continue
+            }
+            return
+        }
+    }
+
+    private func openConnection() {
+        guard !shuttingDown else { return }
+        let tls: TLSContext?
+        if target.scheme == "https" {
+            guard let ctx = tlsContextProvider() else {
+                failWaiting(.badGateway("no TLS configuration for \(target.authority)"))
+                return
+            }
+            tls = ctx
+        } else {
+            tls = nil
+        }
+        let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls)
+        transport.delegate = self
+        connecting[ObjectIdentifier(transport)] = transport
+        connectionsOpened += 1
+        transport.connect()
+    }
+
+    private func failWaiting(_ failure: UpstreamFailure) {
+        let streams = waiting
+        waiting.removeAll()
+        for stream in streams {
+            if case .finished = stream.state { continue }
+            stream.state = .finished
+            stream.handler?.upstreamDidFail(failure)
+        }
+    }
+
+    // MARK: UpstreamTransportDelegate
+
+    func transportDidConnect(_ transport: UpstreamTransport, alpn: String?) {
+        let key = ObjectIdentifier(transport)
+        connecting.removeValue(forKey: key)
+        failures = 0
+        unavailableUntil = 0
+        lastFailure = nil
+        nextID += 1
+        if alpn == "h2" {
+            serverSpeaksHTTP2 = true
+            do {
+                let connection = try HTTP2UpstreamConnection(id: nextID, transport: transport, pool: self)
+                http2.append(connection)
+                byTransport[key] = connection
+                logger.debug("upstream HTTP/2 connection \(nextID) to \(target.authority) ready")
+            } catch {
+                transport.fail(.badGateway("cannot start HTTP/2 session: \(error)"))
+                return
+            }
+        } else {
+            serverSpeaksHTTP2 = false
+            let connection = HTTP1UpstreamConnection(id: nextID, transport: transport, pool: self)
+            http1.append(connection)
+            byTransport[key] = connection
+            idleHTTP1.append(connection)
+            logger.debug("upstream HTTP/1.1 connection \(nextID) to \(target.authority) ready")
+        }
+        dispatchWaiting()
+        scheduleIdleCheck()
+    }
+
+    func transport(_ transport: UpstreamTransport, didRead plaintext: [UInt8]) {
+        switch byTransport[ObjectIdentifier(transport)] {
+        case let h2 as HTTP2UpstreamConnection: h2.didRead(plaintext)
+        case let h1 as HTTP1UpstreamConnection: h1.didRead(plaintext)
+        default: break
+        }
+    }
+
+    func transportDidDrainWrites(_ transport: UpstreamTransport) {
+        switch byTransport[ObjectIdentifier(transport)] {
+        case let h2 as HTTP2UpstreamConnection: h2.didDrainWrites()
+        case let h1 as HTTP1UpstreamConnection: h1.didDrainWrites()
+        default: break
+        }
+    }
+
+    func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
+        let key = ObjectIdentifier(transport)
+        if connecting.removeValue(forKey: key) != nil {
+            // Setup failed.
+            let failure = failure ?? .unavailable("connection to \(target.authority) closed during setup")
+            failures += 1
+            let backoff = min(Self.initialBackoff << UInt64(min(failures - 1, 10)), Self.maxBackoff)
+            unavailableUntil = DispatchTime.now().uptimeNanoseconds + backoff
+            lastFailure = failure
+            logger.warning("cannot connect to the apiserver \(target.authority): \(failure)")
+            if connecting.isEmpty && http2.isEmpty && http1.isEmpty {
+                failWaiting(failure)
+            } else {
+                dispatchWaiting()
+            }
+            return
+        }
+        switch byTransport.removeValue(forKey: key) {
+        case let h2 as HTTP2UpstreamConnection:
+            http2.removeAll { $0 === h2 }
+            if let failure { logger.info("upstream HTTP/2 connection \(h2.id) closed: \(failure)") }
+            h2.didClose(failure: failure)
+        case let h1 as HTTP1UpstreamConnection:
+            http1.removeAll { $0 === h1 }
+            idleHTTP1.removeAll { $0 === h1 }
+            h1.didClose(failure: failure)
+        default:
+            break
+        }
+        dispatchWaiting()
+    }
+
+    // MARK: events from connections
+
+    func streamFinished(on connection: HTTP2UpstreamConnection) {
+        dispatchWaiting()
+    }
+
+    func capacityChanged() {
+        if let max = http2.first?.remoteMaxConcurrentStreams { lastMaxStreams = max }
+        dispatchWaiting()
+    }
+
+    func http1ConnectionIsIdle(_ connection: HTTP1UpstreamConnection) {
+        guard !connection.isClosed else { return }
+        if shuttingDown {
+            connection.close()
+            return
+        }
+        idleHTTP1.append(connection)
+        dispatchWaiting()
+    }
+
+    /// GOAWAY received: streams the server never processed are retried on another connection when they carry no
+    /// body (safe to replay); the others fail with 503.
+    func connectionIsGoingAway(_ connection: HTTP2UpstreamConnection, refused: [UpstreamStream]) {
+        logger.info("upstream HTTP/2 connection \(connection.id) got GOAWAY; new requests use a new connection")
+        for stream in refused {
+            if !stream.request.hasBody {
+                stream.state = .waiting
+                waiting.append(stream)
+            } else {
+                stream.state = .finished
+                stream.handler?.upstreamDidFail(.unavailable("the apiserver refused the stream (GOAWAY)"))
+            }
+        }
+        dispatchWaiting()
+    }
+
+    // MARK: idle connections
+
+    private func scheduleIdleCheck() {
+        guard idleTimer == nil else { return }
+        let box = WeakLoopBound(self)
+        idleTimer = loop.scheduleTimer(after: .seconds(10)) {
+            guard let pool = box.value else { return }
+            pool.idleTimer = nil
+            pool.closeIdleConnections()
+        }
+    }
+
+    private func closeIdleConnections() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let limit = UInt64(Self.idleTimeout.components.seconds) * 1_000_000_000
+        for h2 in http2 where h2.streamCount == 0 && now - h2.lastActivity.uptimeNanoseconds > limit {
+            h2.goAway()
+            h2.close()
+        }
+        for h1 in idleHTTP1 where now - h1.lastActivity.uptimeNanoseconds > limit {
+            h1.close()
+        }
+        if !http2.isEmpty || !http1.isEmpty { scheduleIdleCheck() }
+    }
+
+    /// Graceful stop: no new connections; idle ones close now, busy ones after their exchanges.
+    func shutdown() {
+        shuttingDown = true
+        failWaiting(.unavailable("proxyd is shutting down"))
+        for h2 in http2 {
+            h2.goAway()
+            if h2.streamCount == 0 { h2.close() }
+        }
+        for h1 in idleHTTP1 { h1.close() }
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+
+    var openConnectionCount: Int { http2.count + http1.count + connecting.count }
+}

@@ -1,0 +1,126 @@
+/// What a request looks like to the upstream side: already routed, filtered and rewritten.
+struct UpstreamRequest: Sendable {
+    var method: String
+    /// Path and query for the apiserver (`:path`).
+    var target: String
+    /// Regular header fields, hop-by-hop removed, credentials added. No `Host`: the connection adds the
+    /// apiserver's authority.
+    var headers: HTTPHeaders
+    /// Whether a request body follows (`sendBody`/`endBody`).
+    var hasBody: Bool
+}
+
+/// Receives one exchange's upstream events, always on the owning loop.
+protocol UpstreamResponseHandler: AnyObject {
+    func upstreamDidReceiveHead(status: Int, headers: HTTPHeaders)
+    /// Body bytes of the response. The handler reports them with `UpstreamStream.consumed(_:)` once they reached
+    /// the client socket; until then the apiserver's flow-control window (or the socket read) stays closed.
+    func upstreamDidReceiveBody(_ bytes: [UInt8])
+    func upstreamDidEnd()
+    /// The exchange failed. `headSent` tells the handler nothing: it knows whether it already answered.
+    func upstreamDidFail(_ failure: UpstreamFailure)
+    /// The request-body queue went under its low watermark: the client socket may be read again.
+    func upstreamRequestBodyDrained()
+}
+
+/// One request/response exchange with the apiserver, as seen by the client side. Confined to its loop.
+///
+/// Starts `waiting` in its pool until a connection can carry it; body bytes sent meanwhile are queued here
+/// (the client is paused above `bodyHighWater`, so the queue stays bounded).
+final class UpstreamStream {
+    static let bodyHighWater = 512 * 1024
+    static let bodyLowWater = 128 * 1024
+
+    enum State {
+        case waiting
+        case http2(HTTP2UpstreamConnection, Int32)
+        case http1(HTTP1UpstreamConnection)
+        case finished
+    }
+
+    let request: UpstreamRequest
+    weak var handler: (any UpstreamResponseHandler)?
+    var state: State = .waiting
+    /// Body queued while waiting for a connection.
+    var pendingBody: [[UInt8]] = []
+    var pendingBodyBytes = 0
+    var pendingEnd = false
+    /// Whether the client was told to pause because the body queue was full.
+    var bodyPaused = false
+
+    init(request: UpstreamRequest, handler: any UpstreamResponseHandler) {
+        self.request = request
+        self.handler = handler
+    }
+
+    /// Queues request-body bytes.
+    func sendBody(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        switch state {
+        case .waiting:
+            pendingBody.append(bytes)
+            pendingBodyBytes += bytes.count
+        case .http2(let connection, let id):
+            connection.sendBody(bytes, stream: id)
+        case .http1(let connection):
+            connection.sendBody(bytes)
+        case .finished:
+            break
+        }
+    }
+
+    func endBody() {
+        switch state {
+        case .waiting: pendingEnd = true
+        case .http2(let connection, let id): connection.endBody(stream: id)
+        case .http1(let connection): connection.endBody()
+        case .finished: break
+        }
+    }
+
+    /// Request-body bytes accepted but not yet handed to the socket; the client pauses above `bodyHighWater`.
+    var bufferedBodyBytes: Int {
+        switch state {
+        case .waiting: return pendingBodyBytes
+        case .http2(let connection, let id): return connection.bufferedBodyBytes(stream: id)
+        case .http1(let connection): return connection.bufferedBodyBytes
+        case .finished: return 0
+        }
+    }
+
+    /// `n` response-body bytes reached the client socket: open the window for as many.
+    func consumed(_ n: Int) {
+        switch state {
+        case .http2(let connection, let id): connection.consume(stream: id, bytes: n)
+        case .http1(let connection): connection.consumed(n)
+        case .waiting, .finished: break
+        }
+    }
+
+    /// The client went away: reset the upstream stream (or drop the HTTP/1 connection).
+    func cancel() {
+        let old = state
+        state = .finished
+        handler = nil
+        switch old {
+        case .http2(let connection, let id): connection.cancel(stream: id)
+        case .http1(let connection): connection.cancelExchange()
+        case .waiting, .finished: break
+        }
+    }
+
+    /// Hands over what was queued while waiting; called once a connection took the stream.
+    func takePendingBody() -> (chunks: [[UInt8]], ended: Bool) {
+        let out = (pendingBody, pendingEnd)
+        pendingBody = []
+        pendingBodyBytes = 0
+        return out
+    }
+
+    func checkBodyDrained() {
+        if bodyPaused && bufferedBodyBytes <= Self.bodyLowWater {
+            bodyPaused = false
+            handler?.upstreamRequestBodyDrained()
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Dispatch
+import Foundation
+import Logging
+import ProxyCore
+
+/// Process lifecycle: start the server, announce it, handle signals, stop gracefully.
+enum Daemon {
+    /// Never returns on success (runs the Dispatch main loop until a signal stops the process).
+    static func run(configuration: ProxyConfiguration, logger: Logger) throws(StartupError) -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        let server: ProxyServer
+        let addresses: [SocketAddress]
+        do {
+            server = try ProxyServer(configuration: configuration, logger: logger)
+            addresses = try server.start()
+        } catch let error as IOError {
+            throw StartupError(message: listenErrorMessage(error, listen: configuration.listen))
+        } catch {
+            throw StartupError(message: "\(error)")
+        }
+        for address in addresses {
+            print("Starting to serve on \(address)")
+        }
+        fflush(stdout)
+        SystemdActivation.notify("READY=1")
+
+        let signalQueue = DispatchQueue(label: "proxyd.signals")
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            source.setEventHandler {
+                stop(server: server, logger: logger, signalName: sig == SIGTERM ? "SIGTERM" : "SIGINT")
+            }
+            source.resume()
+            sources.append(source)
+        }
+        withExtendedLifetime(sources) {
+            dispatchMain()
+        }
+    }
+
+    private static func stop(server: ProxyServer, logger: Logger, signalName: String) {
+        logger.notice("\(signalName) received, finishing in-flight requests")
+        SystemdActivation.notify("STOPPING=1")
+        server.shutdown {
+            exit(0)
+        }
+    }
+
+    /// Go-like text: `listen tcp 127.0.0.1:8001: bind: address already in use`.
+    static func listenErrorMessage(_ error: IOError, listen: ProxyConfiguration.Listen) -> String {
+        switch listen {
+        case .tcp(let address, let port):
+            let host = address.contains(":") && !address.hasPrefix("[") ? "[\(address)]" : address
+            return "listen tcp \(host):\(port): \(error)"
+        case .unix(let path):
+            return "listen unix \(path): \(error)"
+        case .inherited:
+            return "systemd socket: \(error)"
+        }
+    }
+}

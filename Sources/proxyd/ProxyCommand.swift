@@ -1,0 +1,198 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import ProxyCore
+
+/// `proxyd`: kubectl proxy's flags, defaults and messages, parsed into a `ProxyConfiguration`.
+struct ProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxyd",
+        abstract: "Run a proxy to the Kubernetes API server (a drop-in replacement for kubectl proxy).",
+        discussion: """
+            Listens on 127.0.0.1:8001 by default and forwards requests to the apiserver of the current kubeconfig
+            context, adding its credentials. Flags follow kubectl proxy.
+            """,
+        version: ProxyVersion.version
+    )
+
+    // MARK: kubectl proxy flags
+
+    @Option(name: [.short, .long], help: "The port on which to run the proxy. Set to 0 to pick a random port.")
+    var port: Int = 8001
+
+    @Option(help: "The IP address on which to serve on (127.0.0.1, ::1, [::1], 0.0.0.0, ::).")
+    var address: String = "127.0.0.1"
+
+    @Option(name: [.customShort("u"), .long], help: "Unix socket on which to run the proxy.")
+    var unixSocket: String?
+
+    @Option(help: "Prefix to serve the proxied API under.")
+    var apiPrefix: String = "/"
+
+    @Option(help: "Regular expression for hosts that the proxy should accept.")
+    var acceptHosts: String = RequestFilter.defaultAcceptHosts
+
+    @Option(help: "Regular expression for paths that the proxy should accept.")
+    var acceptPaths: String = RequestFilter.defaultAcceptPaths
+
+    @Option(help: "Regular expression for paths that the proxy should reject. Paths specified here will be rejected even accepted by --accept-paths.")
+    var rejectPaths: String = RequestFilter.defaultRejectPaths
+
+    @Option(help: "Regular expression for HTTP methods that the proxy should reject (example --reject-methods='POST,PUT,PATCH').")
+    var rejectMethods: String = RequestFilter.defaultRejectMethods
+
+    @Flag(help: "If true, disable request filtering in the proxy. This is dangerous, and can leave you vulnerable to XSRF attacks, when used with an accessible port.")
+    var disableFilter = false
+
+    @Flag(help: "If true, enables automatic path appending of the kube context server path to each request.")
+    var appendServerPath = false
+
+    // MARK: kubectl global flags
+
+    @Option(help: "Path to the kubeconfig file to use for CLI requests.")
+    var kubeconfig: String?
+
+    @Option(help: "The name of the kubeconfig context to use.")
+    var context: String?
+
+    @Option(help: "The name of the kubeconfig cluster to use.")
+    var cluster: String?
+
+    @Option(help: "The name of the kubeconfig user to use.")
+    var user: String?
+
+    @Option(name: [.short, .long], help: "The address and port of the Kubernetes API server.")
+    var server: String?
+
+    @Option(help: "Bearer token for authentication to the API server.")
+    var token: String?
+
+    @Option(help: "Path to a cert file for the certificate authority.")
+    var certificateAuthority: String?
+
+    @Option(help: "Path to a client certificate file for TLS.")
+    var clientCertificate: String?
+
+    @Option(help: "Path to a client key file for TLS.")
+    var clientKey: String?
+
+    @Flag(help: "If true, the server's certificate will not be checked for validity. This will make your HTTPS connections insecure.")
+    var insecureSkipTlsVerify = false
+
+    @Option(help: "Server name to use for server certificate validation. If it is not provided, the hostname used to contact the server is used.")
+    var tlsServerName: String?
+
+    @Option(help: "Username for basic authentication to the API server.")
+    var username: String?
+
+    @Option(help: "Password for basic authentication to the API server.")
+    var password: String?
+
+    @Option(name: .customLong("as"), help: "Username to impersonate for the operation.")
+    var asUser: String?
+
+    @Option(name: .customLong("as-group"), help: "Group to impersonate for the operation; repeat for several groups.")
+    var asGroup: [String] = []
+
+    @Option(name: .customLong("as-uid"), help: "UID to impersonate for the operation.")
+    var asUID: String?
+
+    // MARK: proxyd's own
+
+    @Option(name: [.customShort("v"), .customLong("v")], help: "Log level number, as kubectl's -v: 0 warnings, 3 filter decisions, 6 debug.")
+    var verbosity: Int = 0
+
+    @Flag(help: "Log one line per request (method, path, status, bytes, duration).")
+    var accessLog = false
+
+    @Option(help: "Number of event loops (default: one per core).")
+    var loops: Int?
+
+    mutating func validate() throws {
+        guard (0...65535).contains(port) else {
+            throw ValidationError("invalid port \(port)")
+        }
+        if unixSocket != nil && port != 8001 {
+            throw ValidationError("cannot set --unix-socket and --port at the same time")
+        }
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProxyCommand.logLevel(forVerbosity: verbosity)
+            return handler
+        }
+        let logger = Logger(label: "proxyd")
+        do {
+            let configuration = try makeConfiguration(logger: logger)
+            try Daemon.run(configuration: configuration, logger: logger)
+        } catch let error as StartupError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    static func logLevel(forVerbosity v: Int) -> Logger.Level {
+        switch v {
+        case ..<1: return .warning
+        case 1...2: return .notice
+        case 3...5: return .info
+        case 6...8: return .debug
+        default: return .trace
+        }
+    }
+
+    func makeConfiguration(logger: Logger) throws(StartupError) -> ProxyConfiguration {
+        let filter: RequestFilter?
+        if disableFilter {
+            if unixSocket == nil {
+                logger.warning("Request filter disabled, your proxy is vulnerable to XSRF attacks, please be cautious")
+            }
+            filter = nil
+        } else {
+            do {
+                filter = try RequestFilter(
+                    acceptHosts: acceptHosts, acceptPaths: acceptPaths, rejectPaths: rejectPaths,
+                    rejectMethods: rejectMethods)
+            } catch {
+                throw StartupError(message: "\(error)")
+            }
+        }
+        let overrides = KubeconfigOverrides(
+            server: server, token: token, certificateAuthority: certificateAuthority,
+            clientCertificate: clientCertificate, clientKey: clientKey, tlsServerName: tlsServerName,
+            username: username, password: password,
+            insecureSkipTLSVerify: insecureSkipTlsVerify ? true : nil,
+            impersonateUser: asUser, impersonateGroups: asGroup, impersonateUID: asUID)
+        let selection = KubeconfigSelection(context: context, cluster: cluster, user: user)
+        let environment = ProcessInfo.processInfo.environment
+        let upstream: UpstreamTarget
+        do {
+            upstream = try UpstreamTargetResolver.resolve(
+                explicitPath: kubeconfig, environment: environment, selection: selection, overrides: overrides)
+        } catch {
+            throw StartupError(message: "\(error)")
+        }
+        if !upstream.basePath.isEmpty && !appendServerPath {
+            logger.warning(
+                "Your kube context contains a server path \(upstream.basePath), use --append-server-path to automatically append the path to each request")
+        }
+        let listen: ProxyConfiguration.Listen
+        if let fds = SystemdActivation.listenFDs(environment: environment), !fds.isEmpty {
+            listen = .inherited(fds: fds)
+        } else if let unixSocket {
+            listen = .unix(path: unixSocket)
+        } else {
+            listen = .tcp(address: address, port: UInt16(port))
+        }
+        return ProxyConfiguration(
+            listen: listen, upstream: upstream, apiPrefix: apiPrefix, appendServerPath: appendServerPath,
+            filter: filter, loopCount: loops ?? ProxyConfiguration.defaultLoopCount, accessLog: accessLog)
+    }
+}
+
+struct StartupError: Error {
+    let message: String
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Runs a command to completion, capturing output. Only loopback URLs are ever passed by the tests.
+struct CommandResult {
+    var status: Int32
+    var stdout: Data
+    var stderr: String
+    var text: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+enum Tool {
+    static func path(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
+    @discardableResult
+    static func run(_ name: String, _ arguments: [String], input: Data? = nil, timeout: Duration = .seconds(60)) async throws -> CommandResult {
+        guard let exe = path(name) else { throw ChildError("\(name) is not installed (scripts/install-deps installs it)") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "KUBECONFIG")
+        env["HOME"] = NSTemporaryDirectory()  // no user kubeconfig or kubectl cache leaks in
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let inPipe = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
+        let outBox = DataBox(), errBox = DataBox()
+        out.fileHandleForReading.readabilityHandler = { h in outBox.append(h.availableData) }
+        err.fileHandleForReading.readabilityHandler = { h in errBox.append(h.availableData) }
+        try process.run()
+        if let input {
+            inPipe.fileHandleForWriting.write(input)
+            try? inPipe.fileHandleForWriting.close()
+        }
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                throw ChildError("\(name) \(arguments) timed out")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
+        outBox.append(out.fileHandleForReading.readDataToEndOfFile())
+        errBox.append(err.fileHandleForReading.readDataToEndOfFile())
+        return CommandResult(status: process.terminationStatus, stdout: outBox.data, stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+
+    /// curl with sane defaults for tests: silent, show errors, no proxy from the environment.
+    static func curl(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> CommandResult {
+        try await run("curl", ["-sS", "--noproxy", "*", "--max-time", "\(timeout.components.seconds)"] + arguments, timeout: timeout + .seconds(5))
+    }
+}
+
+final class DataBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage = Data()
+    func append(_ d: Data) { lock.withLock { storage.append(d) } }
+    var data: Data { lock.withLock { storage } }
+}
