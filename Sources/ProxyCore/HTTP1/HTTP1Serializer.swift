@@ -1,0 +1,137 @@
+/// Writes HTTP/1.1 heads and chunked framing. Pure functions over `[UInt8]`.
+///
+/// Defensive against response splitting, whatever the caller passes: CR, LF and NUL in header values and reason
+/// phrases become SP, fields whose name is not a token are skipped, method bytes that are not tchar are dropped,
+/// and bytes of the request-target that may not appear in one (controls, SP, DEL, non-ASCII) are percent-encoded.
+public enum HTTP1Serializer {
+    /// `HTTP/1.1 <status> <reason>\r\n` + fields + `\r\n`. An empty reason gets the standard phrase.
+    /// proxyd always speaks HTTP/1.1 to clients, so `head.version` is not used.
+    public static func responseHead(_ head: HTTPResponseHead) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + head.headers.count * 48)
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        out.append(contentsOf: String(head.status).utf8)
+        out.append(ASCII.sp)
+        appendText(head.reason.isEmpty ? reasonPhrase(for: head.status) : head.reason, to: &out)
+        out.append(contentsOf: crlf)
+        appendFields(head.headers, to: &out)
+        return out
+    }
+
+    /// `<method> <target> HTTP/1.1\r\n` + fields + `\r\n`.
+    public static func requestHead(method: String, target: String, headers: HTTPHeaders) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + target.utf8.count + headers.count * 48)
+        out.append(contentsOf: method.utf8.lazy.filter(HTTP1Syntax.isTChar))
+        out.append(ASCII.sp)
+        for b in target.utf8 {
+            if b > ASCII.sp, b < ASCII.del {
+                out.append(b)
+            } else {
+                out.append(0x25)  // %
+                out.append(hexDigitsUpper[Int(b >> 4)])
+                out.append(hexDigitsUpper[Int(b & 0x0F)])
+            }
+        }
+        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        appendFields(headers, to: &out)
+        return out
+    }
+
+    /// One chunk: `<lowercase hex size>\r\n` + bytes + `\r\n`. Empty input gives empty output (an empty chunk
+    /// would be the last-chunk and end the body).
+    public static func chunk(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        guard !bytes.isEmpty else { return [] }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 20)
+        out.append(contentsOf: String(bytes.count, radix: 16, uppercase: false).utf8)
+        out.append(contentsOf: crlf)
+        out.append(contentsOf: bytes)
+        out.append(contentsOf: crlf)
+        return out
+    }
+
+    /// `0\r\n\r\n`: the last chunk with no trailers.
+    public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    /// The standard reason phrase for `status` (RFC 9110 §15 and common extensions), or "" when unknown.
+    public static func reasonPhrase(for status: Int) -> String {
+        switch status {
+        case 100: "Continue"
+        case 101: "Switching Protocols"
+        case 102: "Processing"
+        case 103: "Early Hints"
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 203: "Non-Authoritative Information"
+        case 204: "No Content"
+        case 205: "Reset Content"
+        case 206: "Partial Content"
+        case 207: "Multi-Status"
+        case 300: "Multiple Choices"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 303: "See Other"
+        case 304: "Not Modified"
+        case 307: "Temporary Redirect"
+        case 308: "Permanent Redirect"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 402: "Payment Required"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 406: "Not Acceptable"
+        case 407: "Proxy Authentication Required"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 410: "Gone"
+        case 411: "Length Required"
+        case 412: "Precondition Failed"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 415: "Unsupported Media Type"
+        case 416: "Range Not Satisfiable"
+        case 417: "Expectation Failed"
+        case 421: "Misdirected Request"
+        case 422: "Unprocessable Content"
+        case 425: "Too Early"
+        case 426: "Upgrade Required"
+        case 428: "Precondition Required"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 451: "Unavailable For Legal Reasons"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        case 505: "HTTP Version Not Supported"
+        case 507: "Insufficient Storage"
+        case 511: "Network Authentication Required"
+        default: ""
+        }
+    }
+
+    private static let crlf: [UInt8] = [ASCII.cr, ASCII.lf]
+    private static let hexDigitsUpper: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    private static func appendFields(_ headers: HTTPHeaders, to out: inout [UInt8]) {
+        for field in headers.fields {
+            guard !field.name.isEmpty, field.name.utf8.allSatisfy(HTTP1Syntax.isTChar) else { continue }
+            out.append(contentsOf: field.name.utf8)
+            out.append(ASCII.colon)
+            out.append(ASCII.sp)
+            appendText(field.value, to: &out)
+            out.append(contentsOf: crlf)
+        }
+        out.append(contentsOf: crlf)
+    }
+
+    private static func appendText(_ text: String, to out: inout [UInt8]) {
+        for b in text.utf8 {
+            out.append(b == ASCII.cr || b == ASCII.lf || b == ASCII.nul ? ASCII.sp : b)
+        }
+    }
+}
