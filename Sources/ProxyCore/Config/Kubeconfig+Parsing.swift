@@ -27,10 +27,9 @@ extension Kubeconfig {
         var config = Kubeconfig(files: [file])
         guard let root, root.null == nil else { return config }
         let reader = NodeReader(file: file)
-        guard let top = root.mapping else {
+        guard root.mapping != nil else {
             throw ConfigError(kind: .invalidValue, file: file, message: "expected a mapping at the top level")
         }
-        _ = top
 
         config.currentContext = try reader.string(root["current-context"], "current-context")
         if config.currentContext != nil { config.currentContextOrigin = file }

@@ -261,7 +261,7 @@ struct TargetResolver {
                 throw fail(.invalidValue, userSource("client-key-data"), "no PEM data found")
             }
         }
-        let displayName = userName ?? ""
+        let displayName = userName ?? "the command-line user"
         var exec: ExecConfig?
         if let raw = user.exec {
             if user.authProvider != nil {

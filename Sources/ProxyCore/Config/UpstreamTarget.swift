@@ -130,6 +130,20 @@ extension ExecConfig: CustomStringConvertible, CustomDebugStringConvertible {
     public var debugDescription: String { description }
 }
 
+extension ExecConfig.EnvVar: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "\(name)=\(redacted)" }
+    public var debugDescription: String { description }
+}
+
+extension KubeconfigExec: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String {
+        "KubeconfigExec(apiVersion: \(apiVersion ?? "-"), command: \(command ?? "-"), args: \(args.count), "
+            + "env: \(env.map(\.name)), interactiveMode: \(interactiveMode ?? "-"))"
+    }
+
+    public var debugDescription: String { description }
+}
+
 extension AuthProviderConfig: CustomStringConvertible, CustomDebugStringConvertible {
     public var description: String { "AuthProviderConfig(name: \(name), config: \(config.keys.sorted()))" }
     public var debugDescription: String { description }

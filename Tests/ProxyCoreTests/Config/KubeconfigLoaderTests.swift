@@ -434,6 +434,29 @@ struct KubeconfigLoaderTests {
             #expect(!text.contains("PRIVATE KEY"))
         }
         #expect(target.description.contains("<redacted>"))
+
+        // The parsed model redacts too, including exec env values and auth-provider config.
+        let model = try dir.write(
+            "model",
+            Fixture.simple(
+                userExtra: """
+                        exec:
+                          apiVersion: client.authentication.k8s.io/v1
+                          command: plug
+                          interactiveMode: Never
+                          env: [{name: SECRET, value: \(Fixture.token)}]
+                    """
+            ).replacingOccurrences(
+                of: "contexts:\n",
+                with: "- name: oidc\n  user: {auth-provider: {name: oidc, config: {id-token: \(Fixture.otherToken)}}}\ncontexts:\n"))
+        let config = try #require(try KubeconfigLoader.readFile(model, mustExist: true))
+        #expect(config.users["oidc"]?.authProvider?.config["id-token"] == Fixture.otherToken)
+        #expect(config.users["alice"]?.exec?.env.first?.value == Fixture.token)
+        let execTarget = try loadTarget(model)
+        for text in [String(describing: config), String(reflecting: config), "\(execTarget)"] {
+            for secret in Fixture.secrets { #expect(!text.contains(secret), "\(text)") }
+            #expect(text.contains("SECRET"))
+        }
         #expect(redactingUserInfo("http://user:\(Fixture.password)@proxy:3128/x") == "http://<redacted>@proxy:3128/x")
     }
 }
