@@ -1,0 +1,79 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// File-system helpers for configuration loading: lexical path handling like Go's `filepath`, and reads that report
+/// the OS reason (`No such file or directory`) for error messages.
+enum ConfigFiles {
+    enum Existence { case missing, directory, present }
+
+    /// Whether `path` exists (following symlinks). Anything other than ENOENT/ENOTDIR counts as present, so the later
+    /// read reports the real reason.
+    static func existence(_ path: String) -> Existence {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            return (errno == ENOENT || errno == ENOTDIR) ? .missing : .present
+        }
+        return (info.st_mode & S_IFMT) == S_IFDIR ? .directory : .present
+    }
+
+    /// Reads a whole file, or returns the OS reason it cannot be read (`strerror` text).
+    static func read(_ path: String) -> Result<[UInt8], ReadFailure> {
+        var info = stat()
+        if stat(path, &info) != 0 { return .failure(ReadFailure(errno: errno)) }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return .failure(ReadFailure(errno: EISDIR)) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return .failure(ReadFailure(errno: errno)) }
+        close(fd)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return .failure(ReadFailure(errno: EIO))
+        }
+        return .success([UInt8](data))
+    }
+
+    struct ReadFailure: Error {
+        let errno: Int32
+        var reason: String { String(cString: strerror(errno)) }
+    }
+
+    /// The working directory of the process, used for relative command-line paths.
+    static var currentDirectory: String { FileManager.default.currentDirectoryPath }
+
+    /// `path` if absolute, else `base/path`; always cleaned.
+    static func resolve(_ path: String, against base: String) -> String {
+        clean(path.hasPrefix("/") ? path : base + "/" + path)
+    }
+
+    /// The directory part of an absolute file path (`/a/b/c` → `/a/b`, `/c` → `/`).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    /// Lexical cleaning like Go's `filepath.Clean`: collapses "//", removes ".", resolves ".." without touching the
+    /// file system.
+    static func clean(_ path: String) -> String {
+        let absolute = path.hasPrefix("/")
+        var out: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch part {
+            case ".": continue
+            case "..":
+                if let last = out.last, last != ".." {
+                    out.removeLast()
+                } else if !absolute {
+                    out.append(part)
+                }
+            default: out.append(part)
+            }
+        }
+        let joined = out.joined(separator: "/")
+        if absolute { return "/" + joined }
+        return joined.isEmpty ? "." : joined
+    }
+}
