@@ -66,4 +66,27 @@ static inline int32_t CProxy_nghttp2_submit_request(nghttp2_session *session, co
     return nghttp2_submit_request(session, NULL, nva, nvlen, &provider, NULL);
 #endif
 }
+
+// The server-side twin of CProxy_nghttp2_submit_request (used by the in-memory test peer):
+// body_read == NULL sends END_STREAM with the response HEADERS.
+static inline int CProxy_nghttp2_submit_response(nghttp2_session *session, int32_t stream_id, const nghttp2_nv *nva,
+                                                 size_t nvlen, CProxy_nghttp2_body_read_callback body_read) {
+#if NGHTTP2_VERSION_NUM >= 0x013c00
+    if (body_read == NULL) {
+        return nghttp2_submit_response2(session, stream_id, nva, nvlen, NULL);
+    }
+    nghttp2_data_provider2 provider;
+    provider.source.ptr = (void *)body_read;
+    provider.read_callback = CProxy_nghttp2_body_read_trampoline;
+    return nghttp2_submit_response2(session, stream_id, nva, nvlen, &provider);
+#else
+    if (body_read == NULL) {
+        return nghttp2_submit_response(session, stream_id, nva, nvlen, NULL);
+    }
+    nghttp2_data_provider provider;
+    provider.source.ptr = (void *)body_read;
+    provider.read_callback = CProxy_nghttp2_body_read_trampoline;
+    return nghttp2_submit_response(session, stream_id, nva, nvlen, &provider);
+#endif
+}
 #endif

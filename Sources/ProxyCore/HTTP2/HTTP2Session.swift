@@ -264,9 +264,15 @@ public final class HTTP2Session: @unchecked Sendable {
 
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its
     /// buffered request body is dropped and its unconsumed bytes are credited to the connection when it closes.
-    /// A no-op for unknown, closed or already reset streams.
+    /// A no-op for unknown or already reset streams. If nghttp2 already saw the stream close (its close is
+    /// queued behind the event being delivered), no RST is sent: the remaining head/data/end events are dropped
+    /// and `streamDidClose` reports the code the stream really closed with.
     public func resetStream(_ stream: Int32, errorCode: UInt32 = 8 /* CANCEL */) {
-        guard let state = streams[stream], !state.resetByUs, !state.closeRecorded else { return }
+        guard let state = streams[stream], !state.resetByUs else { return }
+        if state.closeRecorded {
+            streams[stream]!.resetByUs = true
+            return
+        }
         submitReset(stream, errorCode: errorCode)
     }
 
