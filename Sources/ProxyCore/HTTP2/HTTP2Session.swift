@@ -2,8 +2,8 @@ import CNghttp2
 
 /// Receives what an `HTTP2Session` learned from the upstream, in wire order.
 ///
-/// Events are only delivered from `feed(_:)`, `takeOutput(max:)`, `resetStream(_:errorCode:)` and
-/// `abortAllStreams(errorCode:)`, never from inside nghttp2. A delegate may call any session method from these
+/// Events are only delivered from `feed(_:)`, `takeOutput(max:)` and `abortAllStreams(errorCode:)`, never from
+/// inside nghttp2. A delegate may call any session method from these
 /// callbacks (`consume`, `resetStream`, `submitRequest`, even `feed`); events caused by such calls are queued and
 /// delivered after the current one, so the order seen here is always the order nghttp2 reported them.
 public protocol HTTP2SessionDelegate: AnyObject {
@@ -245,8 +245,7 @@ public final class HTTP2Session: @unchecked Sendable {
     private func resumeData(_ stream: Int32) {
         guard !isFatal else { return }
         // NGHTTP2_ERR_INVALID_ARGUMENT just means the stream is not deferred (yet); nothing to do then.
-        let rv = nghttp2_session_resume_data(session, stream)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 { fail(HTTP2Error(code: rv, function: "nghttp2_session_resume_data")) }
+        check(nghttp2_session_resume_data(session, stream), "nghttp2_session_resume_data")
     }
 
     // MARK: - Flow control and stream control
@@ -258,8 +257,7 @@ public final class HTTP2Session: @unchecked Sendable {
         guard bytes > 0, !isFatal, let pending = streams[stream]?.unconsumed, pending > 0 else { return }
         let n = min(bytes, pending)
         streams[stream]!.unconsumed = pending - n
-        let rv = nghttp2_session_consume(session, stream, n)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 { fail(HTTP2Error(code: rv, function: "nghttp2_session_consume")) }
+        check(nghttp2_session_consume(session, stream, n), "nghttp2_session_consume")
     }
 
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its
@@ -280,15 +278,14 @@ public final class HTTP2Session: @unchecked Sendable {
         streams[stream]?.resetByUs = true
         streams[stream]?.body?.discard()
         guard !isFatal else { return }
-        let rv = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 { fail(HTTP2Error(code: rv, function: "nghttp2_submit_rst_stream")) }
+        check(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode),
+              "nghttp2_submit_rst_stream")
     }
 
     /// Queues a PING; `sessionDidReceivePingAck` follows when the upstream answers.
     public func ping() {
         guard !isFatal else { return }
-        let rv = nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 { fail(HTTP2Error(code: rv, function: "nghttp2_submit_ping")) }
+        check(nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil), "nghttp2_submit_ping")
     }
 
     /// Graceful shutdown: queues GOAWAY(NO_ERROR) and opens no new streams; streams in flight run to completion.
@@ -296,10 +293,9 @@ public final class HTTP2Session: @unchecked Sendable {
     public func goAway() {
         guard !localGoAway, !isFatal else { return }
         localGoAway = true
-        let rv = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
-                                       nghttp2_session_get_last_proc_stream_id(session),
-                                       HTTP2ErrorCode.noError, nil, 0)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 { fail(HTTP2Error(code: rv, function: "nghttp2_submit_goaway")) }
+        check(nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                    nghttp2_session_get_last_proc_stream_id(session), HTTP2ErrorCode.noError, nil, 0),
+              "nghttp2_submit_goaway")
     }
 
     /// The transport is gone (EOF, I/O or TLS error): delivers `streamDidClose(errorCode)` for every stream not
@@ -423,6 +419,14 @@ public final class HTTP2Session: @unchecked Sendable {
         }
     }
 
+    /// Non-fatal nghttp2 results (e.g. INVALID_ARGUMENT from resume_data on a stream that is not deferred) are
+    /// expected and ignored; a fatal one (NOMEM...) ends the session: streams are closed on the next delivery.
+    private func check(_ rv: Int32, _ function: String) {
+        guard rv < 0, nghttp2_is_fatal(rv) != 0 else { return }
+        isFatal = true
+        fail(HTTP2Error(code: rv, function: function))
+    }
+
     /// Records the first failure and closes every stream (events are delivered by the caller).
     private func fail(_ failure: HTTP2Error, streamErrorCode: UInt32 = 2 /* INTERNAL_ERROR */) {
         if error == nil { error = failure }
@@ -492,10 +496,7 @@ public final class HTTP2Session: @unchecked Sendable {
 
     private func releaseConnectionWindow(_ bytes: Int) {
         guard bytes > 0, !isFatal else { return }
-        let rv = nghttp2_session_consume_connection(session, bytes)
-        if rv < 0, nghttp2_is_fatal(rv) != 0 {
-            fail(HTTP2Error(code: rv, function: "nghttp2_session_consume_connection"))
-        }
+        check(nghttp2_session_consume_connection(session, bytes), "nghttp2_session_consume_connection")
     }
 
     private static func asciiLowercased(_ s: String) -> [UInt8] {

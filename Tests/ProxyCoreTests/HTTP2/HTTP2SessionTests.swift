@@ -449,6 +449,24 @@ import Testing
         #expect(delegate.closed[small] == 0)
     }
 
+    @Test func continuationFloodIsFatalButDoesNotCrash() throws {
+        let delegate = RecordingDelegate()
+        let client = try makeClient(delegate)
+        let server = TestH2Server()
+        // 300 KB of distinct, unindexable header data: more CONTINUATION frames than nghttp2 accepts.
+        server.onRequestEnd = { server, id in
+            server.respond(stream: id, headers: (0..<10).map { ("x-filler-\($0)", String(repeating: "v", count: 30_000)) })
+        }
+        let id = try get(client)
+        let error = #expect(throws: HTTP2Error.self) { try pump(client, server) }
+        #expect(error?.function == "nghttp2_session_mem_recv")
+        #expect(delegate.closed[id] == HTTP2ErrorCode.internalError)
+        #expect(client.activeStreamCount == 0)
+        #expect(!client.canOpenStream)
+        #expect(!client.wantsReadOrWrite)
+        #expect(client.takeOutput().isEmpty)
+    }
+
     @Test func garbageInputThrowsAndClosesStreams() throws {
         let delegate = RecordingDelegate()
         let client = try makeClient(delegate)
