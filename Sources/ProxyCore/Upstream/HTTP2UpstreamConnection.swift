@@ -17,6 +17,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     private unowned let pool: UpstreamPool
     private var streams: [Int32: UpstreamStream] = [:]
     private var inFeed = false
+    private var inFlush = false
     private var flushPending = false
     private(set) var isClosed = false
     private(set) var lastActivity = DispatchTime.now()
@@ -105,16 +106,25 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     /// Moves session output to the socket while the socket has room.
     func flush() {
         guard !isClosed else { return }
-        if inFeed {
+        if inFeed || inFlush {
+            // Events delivered from inside feed/takeOutput may ask for a flush: do it after, in wire order.
             flushPending = true
             return
         }
-        while transport.bufferedWriteBytes < Self.writeHighWater {
-            let out = session.takeOutput(max: Self.writeHighWater)
-            if out.isEmpty { break }
-            transport.write(out)
-            if isClosed { return }
-        }
+        inFlush = true
+        repeat {
+            flushPending = false
+            while transport.bufferedWriteBytes < Self.writeHighWater {
+                let out = session.takeOutput(max: Self.writeHighWater)
+                if out.isEmpty { break }
+                transport.write(out)
+                if isClosed {
+                    inFlush = false
+                    return
+                }
+            }
+        } while flushPending && transport.bufferedWriteBytes < Self.writeHighWater
+        inFlush = false
         // Bodies may have moved into nghttp2: let paused clients continue.
         for stream in streams.values where stream.bodyPaused {
             stream.checkBodyDrained()
@@ -138,7 +148,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
             return
         }
         inFeed = false
-        flushPending = false
         flush()
     }
 
@@ -212,7 +221,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
         upstream.state = .finished
-        let name = HTTP2ErrorCodeName.name(errorCode)
+        let name = HTTP2ErrorCode.name(errorCode)
         upstream.handler?.upstreamDidFail(.badGateway("the apiserver reset the stream (\(name))"))
         pool.streamFinished(on: self)
     }
@@ -230,16 +239,5 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
 
     func sessionRemoteSettingsChanged(_ s: HTTP2Session) {
         pool.capacityChanged()
-    }
-}
-
-enum HTTP2ErrorCodeName {
-    static func name(_ code: UInt32) -> String {
-        let names = [
-            "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-            "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
-            "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
-        ]
-        return Int(code) < names.count ? names[Int(code)] : "error code \(code)"
     }
 }
