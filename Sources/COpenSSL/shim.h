@@ -25,4 +25,18 @@ static inline long CProxy_BIO_pending(BIO *bio) {
 }
 static inline int CProxy_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 static inline long CProxy_SSL_MODE_RELEASE_BUFFERS(void) { return SSL_MODE_RELEASE_BUFFERS; }
+static inline long CProxy_SSL_MODE_ENABLE_PARTIAL_WRITE(void) { return SSL_MODE_ENABLE_PARTIAL_WRITE; }
+static inline long CProxy_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER(void) { return SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER; }
+static inline int CProxy_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
+static inline long CProxy_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) {
+    return SSL_CTX_set_max_proto_version(ctx, version);
+}
+/// Adds `x509` to the chain sent after the leaf certificate; takes its own reference (caller still owns `x509`).
+static inline long CProxy_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
+    return SSL_CTX_add1_chain_cert(ctx, x509);
+}
+/// EVP_PKEY_Q_keygen is variadic; a fixed EC form for Swift (tests generate throwaway keys with it).
+static inline EVP_PKEY *CProxy_EVP_PKEY_generate_EC(const char *curve) {
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve);
+}
 #endif

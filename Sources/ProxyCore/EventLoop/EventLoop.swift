@@ -1,0 +1,113 @@
+public import Dispatch
+import Synchronization
+
+/// One serial `DispatchQueue` plus the Dispatch sources registered on it.
+///
+/// Everything belonging to a connection (its fd, sources, timers, parser, sessions) is confined to one loop.
+/// The class itself is immutable and may be shared across threads (`@unchecked Sendable`); the only mutable
+/// state, a scratch read buffer, is touched only on `queue`.
+public final class EventLoop: @unchecked Sendable {
+    /// The serial queue all work of this loop runs on.
+    public let queue: DispatchQueue
+    private let key = DispatchSpecificKey<UInt8>()
+    /// Scratch buffer shared by the reads of all connections on this loop. Only touched on `queue`.
+    private var readBuffer: [UInt8] = []
+
+    /// Size of one read burst and of the largest slice handed to `connection(_:didRead:)`.
+    static let readBufferSize = 64 * 1024
+
+    /// - Parameter label: the queue label, e.g. `"proxyd.loop.0"`.
+    public init(label: String) {
+        queue = DispatchQueue(label: label)
+        queue.setSpecific(key: key, value: 1)
+    }
+
+    /// Runs `work` asynchronously on the loop's queue, after the work already queued.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        queue.async(execute: work)
+    }
+
+    /// Whether the caller runs on this loop's queue.
+    public var inLoop: Bool { DispatchQueue.getSpecific(key: key) != nil }
+
+    /// Traps (debug builds only) unless called on this loop's queue.
+    @inline(__always)
+    public func assertInLoop() {
+        #if DEBUG
+        dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+    }
+
+    /// Schedules `handler` once on the loop's queue after `after`.
+    /// - Returns: a `LoopTimer`; `cancel()` it (from the loop) to guarantee the handler does not run.
+    ///   Dropping the returned timer does not cancel it.
+    public func scheduleTimer(after: Duration, _ handler: @escaping @Sendable () -> Void) -> LoopTimer {
+        LoopTimer(queue: queue, after: after, handler: handler)
+    }
+
+    /// Lends the loop's scratch read buffer (64 KiB) to `body`. Must be called on the loop.
+    func withReadBuffer<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
+        var buffer: [UInt8] = []
+        swap(&buffer, &readBuffer)          // re-entrancy safe: a nested call gets a fresh buffer
+        if buffer.count != EventLoop.readBufferSize {
+            buffer = [UInt8](repeating: 0, count: EventLoop.readBufferSize)
+        }
+        defer { swap(&buffer, &readBuffer) }
+        return try body(&buffer)
+    }
+}
+
+/// A one-shot timer on a loop's queue, backed by a `DispatchSourceTimer` that is never suspended.
+///
+/// `cancel()` is safe from any thread, any number of times, also after the timer fired. Called on the loop it
+/// guarantees that the handler will not run any more. Thread-safe: all state lives in the Dispatch source.
+public final class LoopTimer: @unchecked Sendable {
+    private let source: any DispatchSourceTimer
+
+    init(queue: DispatchQueue, after: Duration, handler: @escaping @Sendable () -> Void) {
+        let source = DispatchSource.makeTimerSource(queue: queue)
+        let nanoseconds = max(0, after.components.seconds) * 1_000_000_000
+            + max(0, after.components.attoseconds / 1_000_000_000)
+        source.schedule(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)), repeating: .never)
+        let box = SourceBox(source)
+        source.setEventHandler {
+            // Cancelling after the single firing unregisters the timer and releases this handler (and the box).
+            box.source.cancel()
+            handler()
+        }
+        self.source = source
+        source.activate()
+    }
+
+    /// Cancels the timer. Idempotent; harmless after it fired.
+    public func cancel() {
+        source.cancel()
+    }
+
+    /// Whether the timer was cancelled (or fired).
+    public var isCancelled: Bool { source.isCancelled }
+}
+
+/// Lets a `@Sendable` handler refer to its own source. Dispatch sources are thread-safe.
+private final class SourceBox: @unchecked Sendable {
+    let source: any DispatchSourceTimer
+    init(_ source: any DispatchSourceTimer) { self.source = source }
+}
+
+/// A fixed set of event loops, handed out round-robin. Thread-safe (the counter is atomic).
+public final class EventLoopGroup: @unchecked Sendable {
+    public let loops: [EventLoop]
+    private let counter = Atomic<Int>(0)
+
+    /// - Parameter count: number of loops (at least 1); typically one per core.
+    public init(count: Int) {
+        precondition(count > 0, "EventLoopGroup needs at least one loop")
+        loops = (0..<count).map { EventLoop(label: "proxyd.loop.\($0)") }
+    }
+
+    /// The next loop, round-robin.
+    public func next() -> EventLoop {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+        return loops[(n % loops.count + loops.count) % loops.count]
+    }
+}

@@ -1,0 +1,268 @@
+import Dispatch
+import Glibc
+
+/// A listening socket: TCP (IPv4/IPv6), unix, or an fd inherited from systemd socket activation.
+///
+/// Accepts on its own serial queue and hands each accepted fd (non-blocking, close-on-exec) to the callback
+/// together with the loop chosen for it (`group.next()`). All mutable state is confined to that accept queue, which
+/// is why the class is `@unchecked Sendable`; `start` and `close` may be called from any thread.
+///
+/// The listener owns its fd and closes it in the accept source's cancel handler (or directly if never started).
+public final class Listener: @unchecked Sendable {
+    /// The bound address; for TCP with the real port after binding port 0.
+    public let localAddress: SocketAddress
+    private let fd: Int32
+    private let unixPath: String?            // set only if we created the socket file (we unlink it on close)
+    private let unixIdentity: (device: UInt, inode: UInt)?
+    private let acceptQueue: DispatchQueue
+
+    private enum State { case idle, started, closing, closed }
+    // Confined to acceptQueue:
+    private var state = State.idle
+    private var source: (any DispatchSourceRead)?
+    private var sourceSuspended = false
+    private var closeCompletions: [@Sendable () -> Void] = []
+    /// Accepts that failed for lack of descriptors (`EMFILE`/`ENFILE`); accepting paused briefly each time.
+    private(set) var resourceExhaustionPauses = 0
+
+    /// Pause after `EMFILE`/`ENFILE`, so a level-triggered accept source does not spin.
+    static let exhaustionBackoff = DispatchTimeInterval.milliseconds(100)
+    /// Upper bound of accepts per readable event.
+    static let maxAcceptsPerEvent = 1024
+
+    private init(fd: Int32, localAddress: SocketAddress, unixPath: String?, unixIdentity: (device: UInt, inode: UInt)?) {
+        self.fd = fd
+        self.localAddress = localAddress
+        self.unixPath = unixPath
+        self.unixIdentity = unixIdentity
+        self.acceptQueue = DispatchQueue(label: "proxyd.accept.\(localAddress)")
+    }
+
+    deinit {
+        if state == .idle { try? Posix.close(fd: fd); unlinkOwnSocketFile() }
+    }
+
+    // MARK: binding
+
+    /// Binds and listens on TCP.
+    /// - Parameters:
+    ///   - host: `"127.0.0.1"`, `"::1"`, `"[::1]"`, `"0.0.0.0"`, `"::"` (dual stack: `IPV6_V6ONLY=0`), `"localhost"`
+    ///   or any other name; resolved with `getaddrinfo`, the first address is used.
+    ///   - port: 0 picks a free port (see `localAddress`).
+    ///   - backlog: `listen(2)` backlog.
+    /// - Throws: `IOError`, e.g. `function == "bind"`, `errno == EADDRINUSE`. Format it with
+    ///   `Listener.describeError(_:tcpHost:port:)` for a Go-like message.
+    public static func bindTCP(host: String, port: UInt16, backlog: Int32 = 511) throws(IOError) -> Listener {
+        let addresses = try Resolver.resolve(host: host, port: port, passive: true)
+        let address = addresses[0]
+        let fd = try Posix.socket(domain: address.family, type: Posix.socketStream | Posix.nonBlockingCloexec)
+        do {
+            try Posix.setsockopt(fd: fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+            if address.family == AF_INET6 {
+                let dualStack = Resolver.bare(host) == "::"
+                try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: dualStack ? 0 : 1)
+            }
+            try address.withSockAddr { (pointer, length) throws(IOError) in
+                try Posix.bind(fd: fd, address: pointer, length: length)
+            }
+            try Posix.listen(fd: fd, backlog: backlog)
+            let local = try SockAddr.filled { (pointer, length) throws(IOError) in
+                try Posix.getsockname(fd: fd, address: pointer, length: length)
+            }
+            return Listener(fd: fd, localAddress: local.socketAddress, unixPath: nil, unixIdentity: nil)
+        } catch {
+            try? Posix.close(fd: fd)
+            throw error
+        }
+    }
+
+    /// Binds and listens on a unix socket with mode 0700. A stale socket file at `path` (nobody accepting) is
+    /// removed first; a live socket or any other kind of file is left alone and binding fails with `EADDRINUSE`.
+    /// `close()` unlinks the socket file (if it is still ours).
+    /// - Throws: `IOError` (`"bind"`, `"chmod"`, `"listen"`…).
+    public static func bindUnix(path: String, backlog: Int32 = 511) throws(IOError) -> Listener {
+        let address = try SockAddr(unixPath: path)
+        var status = stat()
+        if lstat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFSOCK {
+            if try isAcceptingUnixSocket(address) { throw IOError(errno: EADDRINUSE, function: "bind") }
+            if unlink(path) != 0 && Glibc.errno != ENOENT { throw IOError(errno: Glibc.errno, function: "unlink") }
+        }
+        let fd = try Posix.socket(domain: AF_UNIX, type: Posix.socketStream | Posix.nonBlockingCloexec)
+        var created = false
+        do throws(IOError) {
+            try address.withSockAddr { (pointer, length) throws(IOError) in
+                try Posix.bind(fd: fd, address: pointer, length: length)
+            }
+            created = true
+            // Before listen(): nobody can connect while the file still has umask permissions.
+            if chmod(path, 0o700) != 0 { throw IOError(errno: Glibc.errno, function: "chmod") }
+            if lstat(path, &status) != 0 { throw IOError(errno: Glibc.errno, function: "stat") }
+            try Posix.listen(fd: fd, backlog: backlog)
+            return Listener(fd: fd, localAddress: .unix(path: path), unixPath: path,
+                            unixIdentity: (UInt(status.st_dev), UInt(status.st_ino)))
+        } catch {
+            if created { unlink(path) }
+            try? Posix.close(fd: fd)
+            throw error
+        }
+    }
+
+    /// Adopts an fd that is already bound and listening (systemd socket activation, `LISTEN_FDS`).
+    /// Sets `O_NONBLOCK` and `FD_CLOEXEC`. Takes ownership of `fd`; `close()` never unlinks a unix path it did not
+    /// create. - Throws: `IOError(EINVAL, "listen")` if `fd` is not a listening stream socket.
+    public convenience init(inheritedFD fd: Int32) throws(IOError) {
+        let accepting = try Posix.getsockopt(fd: fd, level: SOL_SOCKET, name: SO_ACCEPTCONN)
+        guard accepting != 0 else { throw IOError(errno: EINVAL, function: "listen") }
+        try Posix.setNonBlockingAndCloexec(fd: fd)
+        let local = try SockAddr.filled { (pointer, length) throws(IOError) in
+            try Posix.getsockname(fd: fd, address: pointer, length: length)
+        }
+        self.init(fd: fd, localAddress: local.socketAddress, unixPath: nil, unixIdentity: nil)
+    }
+
+    private static func isAcceptingUnixSocket(_ address: SockAddr) throws(IOError) -> Bool {
+        let probe = try Posix.socket(domain: AF_UNIX, type: Posix.socketStream | Posix.nonBlockingCloexec)
+        defer { try? Posix.close(fd: probe) }
+        do {
+            _ = try address.withSockAddr { (pointer, length) throws(IOError) in
+                try Posix.connect(fd: probe, address: pointer, length: length)
+            }
+            return true
+        } catch where error.errno == ECONNREFUSED || error.errno == ENOENT {
+            return false
+        } catch {
+            return true        // EAGAIN (backlog full), EACCES…: not provably stale, leave it alone
+        }
+    }
+
+    // MARK: accepting
+
+    /// Starts accepting on the listener's own queue.
+    /// - Parameter onAccept: called on the accept queue with a non-blocking, close-on-exec fd (ownership passes to
+    ///   the callee), the peer address and the loop it should live on. Typically creates a `StreamConnection`.
+    public func start(group: EventLoopGroup, onAccept: @escaping @Sendable (_ fd: Int32, _ peer: SocketAddress, _ loop: EventLoop) -> Void) {
+        acceptQueue.async {
+            guard self.state == .idle else { return }
+            self.state = .started
+            let source = DispatchSource.makeReadSource(fileDescriptor: self.fd, queue: self.acceptQueue)
+            source.setEventHandler { self.acceptable(group: group, onAccept: onAccept) }
+            source.setCancelHandler { self.finishClose() }
+            self.source = source
+            source.activate()
+        }
+    }
+
+    private func acceptable(group: EventLoopGroup, onAccept: @Sendable (Int32, SocketAddress, EventLoop) -> Void) {
+        guard state == .started, !sourceSuspended else { return }
+        for _ in 0..<Listener.maxAcceptsPerEvent {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let outcome = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                    Result { () throws(IOError) in
+                        try Posix.accept4(fd: fd, address: address, length: &length, flags: Posix.nonBlockingCloexec)
+                    }
+                }
+            }
+            switch outcome {
+            case .success(.processed(let newFD)):
+                var peer = SockAddr()
+                peer.storage = storage
+                peer.length = length
+                onAccept(newFD, peer.socketAddress, group.next())
+                guard state == .started else { return }     // closed from the callback
+            case .success(.wouldBlock):
+                return
+            case .failure(let error) where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno):
+                // Out of descriptors: the pending connection stays in the backlog and the source stays readable.
+                // Pause instead of spinning, retry shortly.
+                resourceExhaustionPauses += 1
+                pauseAccepting()
+                return
+            case .failure:
+                continue            // ECONNABORTED, EPROTO, EPERM (firewall)…: that connection is gone, go on
+            }
+        }
+    }
+
+    private func pauseAccepting() {
+        guard let source, !sourceSuspended else { return }
+        source.suspend()
+        sourceSuspended = true
+        acceptQueue.asyncAfter(deadline: .now() + Listener.exhaustionBackoff) {
+            guard self.state == .started, self.sourceSuspended, let source = self.source else { return }
+            self.sourceSuspended = false
+            source.resume()
+        }
+    }
+
+    // MARK: closing
+
+    /// Stops accepting and closes the fd (in the source's cancel handler); unlinks a unix socket file we created.
+    /// Idempotent; may be called from any thread.
+    public func close() {
+        close(completion: nil)
+    }
+
+    /// `close()`, with `completion` called on the accept queue once the fd is closed and the file unlinked.
+    public func close(completion: (@Sendable () -> Void)?) {
+        acceptQueue.async {
+            if let completion { self.closeCompletions.append(completion) }
+            switch self.state {
+            case .idle:
+                self.state = .closing
+                self.finishClose()
+            case .started:
+                self.state = .closing
+                if let source = self.source {
+                    if self.sourceSuspended { source.resume(); self.sourceSuspended = false }
+                    source.cancel()
+                }
+            case .closing:
+                break
+            case .closed:
+                self.runCloseCompletions()
+            }
+        }
+    }
+
+    private func finishClose() {
+        try? Posix.close(fd: fd)
+        unlinkOwnSocketFile()
+        source = nil
+        state = .closed
+        runCloseCompletions()
+    }
+
+    private func runCloseCompletions() {
+        let completions = closeCompletions
+        closeCompletions = []
+        for completion in completions { completion() }
+    }
+
+    private func unlinkOwnSocketFile() {
+        guard let unixPath, let unixIdentity else { return }
+        var status = stat()
+        guard lstat(unixPath, &status) == 0, (status.st_mode & S_IFMT) == S_IFSOCK,
+              UInt(status.st_dev) == unixIdentity.device, UInt(status.st_ino) == unixIdentity.inode else { return }
+        unlink(unixPath)
+    }
+
+    // MARK: messages
+
+    /// Go-like text for a failed `bindTCP`: `"listen tcp 127.0.0.1:8001: bind: address already in use"`,
+    /// `"listen tcp [::1]:8001: …"`, or `"listen tcp: lookup nosuch: no such host"`.
+    public static func describeError(_ error: any Error, tcpHost host: String, port: UInt16) -> String {
+        if let ioError = error as? IOError, ioError.function.hasPrefix("lookup ") {
+            return "listen tcp: \(ioError)"
+        }
+        let bare = Resolver.bare(host)
+        let hostPort = bare.contains(":") ? "[\(bare)]:\(port)" : "\(bare):\(port)"
+        return "listen tcp \(hostPort): \(error)"
+    }
+
+    /// Go-like text for a failed `bindUnix`: `"listen unix /run/proxyd.sock: bind: address already in use"`.
+    public static func describeError(_ error: any Error, unixPath path: String) -> String {
+        "listen unix \(path): \(error)"
+    }
+}

@@ -1,0 +1,203 @@
+import Glibc
+
+/// The result of a non-blocking system call: either it did something, or it would have blocked (`EAGAIN`).
+enum IOResult<T> {
+    case processed(T)
+    case wouldBlock
+}
+
+/// Thin `@inline(never)` wrappers around the socket system calls (the NIO `Posix` idea).
+///
+/// - `EINTR` is retried.
+/// - `EAGAIN`/`EWOULDBLOCK` comes back as `IOResult.wouldBlock` where the call can block.
+/// - Any other failure is thrown as `IOError(errno:function:)`.
+/// - `EBADF` and `EFAULT` trap: they mean our own bookkeeping is wrong (an fd used after close, a bad pointer),
+///   never something a peer can cause.
+///
+/// Pointers passed in must come from a `withUnsafe…` closure of the caller and are not retained.
+enum Posix {
+    static let socketStream = Int32(SOCK_STREAM.rawValue)
+    static let nonBlockingCloexec = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+
+    @inline(__always)
+    private static func checkUnacceptable(_ err: Int32, _ function: String) {
+        if err == EBADF || err == EFAULT {
+            fatalError("unacceptable errno \(err) \(IOError.goStyleMessage(errno: err)) in \(function)()")
+        }
+    }
+
+    /// Runs `body` until it does not fail with `EINTR`; maps -1 to `.wouldBlock` (EAGAIN) or a thrown `IOError`.
+    @inline(__always)
+    private static func syscall<T: FixedWidthInteger>(
+        _ function: String, blocking: Bool, _ body: () -> T
+    ) throws(IOError) -> IOResult<T> {
+        while true {
+            let result = body()
+            if result == -1 {
+                let err = Glibc.errno
+                if err == EINTR { continue }
+                if blocking && (err == EAGAIN || err == EWOULDBLOCK) { return .wouldBlock }
+                checkUnacceptable(err, function)
+                throw IOError(errno: err, function: function)
+            }
+            return .processed(result)
+        }
+    }
+
+    @inline(__always)
+    private static func syscallValue<T: FixedWidthInteger>(_ function: String, _ body: () -> T) throws(IOError) -> T {
+        switch try syscall(function, blocking: false, body) {
+        case .processed(let value): return value
+        case .wouldBlock: fatalError("unreachable: \(function) would block")
+        }
+    }
+
+    // MARK: data
+
+    @inline(never)
+    static func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(IOError) -> IOResult<Int> {
+        try syscall("read", blocking: true) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    @inline(never)
+    static func write(fd: Int32, from buffer: UnsafeRawBufferPointer) throws(IOError) -> IOResult<Int> {
+        try syscall("write", blocking: true) { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// `send(2)` with `MSG_NOSIGNAL`, so a write to a reset socket yields `EPIPE` instead of `SIGPIPE`.
+    @inline(never)
+    static func send(fd: Int32, from buffer: UnsafeRawBufferPointer) throws(IOError) -> IOResult<Int> {
+        try syscall("write", blocking: true) { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    // MARK: lifecycle
+
+    @inline(never)
+    static func socket(domain: Int32, type: Int32, protocol: Int32 = 0) throws(IOError) -> Int32 {
+        try syscallValue("socket") { Glibc.socket(domain, type, `protocol`) }
+    }
+
+    /// `close(2)`. `EINTR` is not retried: on Linux the fd is released even then.
+    @inline(never)
+    static func close(fd: Int32) throws(IOError) {
+        if Glibc.close(fd) == -1 {
+            let err = Glibc.errno
+            if err == EINTR { return }
+            checkUnacceptable(err, "close")
+            throw IOError(errno: err, function: "close")
+        }
+    }
+
+    @inline(never)
+    static func shutdown(fd: Int32, how: Int32) throws(IOError) {
+        _ = try syscallValue("shutdown") { Glibc.shutdown(fd, how) }
+    }
+
+    // MARK: addresses
+
+    @inline(never)
+    static func bind(fd: Int32, address: UnsafePointer<sockaddr>, length: socklen_t) throws(IOError) {
+        _ = try syscallValue("bind") { Glibc.bind(fd, address, length) }
+    }
+
+    @inline(never)
+    static func listen(fd: Int32, backlog: Int32) throws(IOError) {
+        _ = try syscallValue("listen") { Glibc.listen(fd, backlog) }
+    }
+
+    /// Non-blocking connect. - Returns: `true` when connected at once, `false` when in progress
+    /// (`EINPROGRESS`, or `EINTR`, after which the connection also completes asynchronously).
+    @inline(never)
+    static func connect(fd: Int32, address: UnsafePointer<sockaddr>, length: socklen_t) throws(IOError) -> Bool {
+        if Glibc.connect(fd, address, length) == 0 { return true }
+        let err = Glibc.errno
+        if err == EINPROGRESS || err == EINTR { return false }
+        checkUnacceptable(err, "connect")
+        throw IOError(errno: err, function: "connect")
+    }
+
+    private typealias Accept4 = @convention(c) (
+        Int32, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<socklen_t>?, Int32
+    ) -> Int32
+
+    /// glibc's `accept4`, which the Glibc module does not import (it is a `_GNU_SOURCE` declaration).
+    /// Looked up once with `dlsym`; Package.swift has no C shim target for EventLoop/.
+    private static let accept4Function: Accept4? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "accept4") else { return nil }
+        return unsafeBitCast(symbol, to: Accept4.self)
+    }()
+
+    /// `accept4(2)`; `EAGAIN` → `.wouldBlock`. Falls back to `accept` + `fcntl` if `accept4` is unavailable.
+    @inline(never)
+    static func accept4(
+        fd: Int32, address: UnsafeMutablePointer<sockaddr>?, length: UnsafeMutablePointer<socklen_t>?, flags: Int32
+    ) throws(IOError) -> IOResult<Int32> {
+        if let accept4Function {
+            return try syscall("accept", blocking: true) { accept4Function(fd, address, length, flags) }
+        }
+        let result = try syscall("accept", blocking: true) { Glibc.accept(fd, address, length) }
+        if case .processed(let newFD) = result {
+            do { try setNonBlockingAndCloexec(fd: newFD) } catch { try? close(fd: newFD); throw error }
+        }
+        return result
+    }
+
+    @inline(never)
+    static func getsockname(fd: Int32, address: UnsafeMutablePointer<sockaddr>, length: UnsafeMutablePointer<socklen_t>) throws(IOError) {
+        _ = try syscallValue("getsockname") { Glibc.getsockname(fd, address, length) }
+    }
+
+    @inline(never)
+    static func getpeername(fd: Int32, address: UnsafeMutablePointer<sockaddr>, length: UnsafeMutablePointer<socklen_t>) throws(IOError) {
+        _ = try syscallValue("getpeername") { Glibc.getpeername(fd, address, length) }
+    }
+
+    // MARK: options
+
+    @inline(never)
+    static func setsockopt(fd: Int32, level: Int32, name: Int32, value: Int32) throws(IOError) {
+        var value = value
+        _ = try syscallValue("setsockopt") {
+            Glibc.setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    @inline(never)
+    static func getsockopt(fd: Int32, level: Int32, name: Int32) throws(IOError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try syscallValue("getsockopt") { Glibc.getsockopt(fd, level, name, &value, &length) }
+        return value
+    }
+
+    @inline(never)
+    static func fcntl(fd: Int32, command: Int32, value: Int32) throws(IOError) -> Int32 {
+        try syscallValue("fcntl") { Glibc.fcntl(fd, command, value) }
+    }
+
+    @inline(never)
+    static func fcntl(fd: Int32, command: Int32) throws(IOError) -> Int32 {
+        try syscallValue("fcntl") { Glibc.fcntl(fd, command) }
+    }
+
+    /// Sets `O_NONBLOCK` and `FD_CLOEXEC` (for fds we did not create ourselves, e.g. inherited from systemd).
+    static func setNonBlockingAndCloexec(fd: Int32) throws(IOError) {
+        let flags = try fcntl(fd: fd, command: F_GETFL)
+        if flags & O_NONBLOCK == 0 { _ = try fcntl(fd: fd, command: F_SETFL, value: flags | O_NONBLOCK) }
+        let fdFlags = try fcntl(fd: fd, command: F_GETFD)
+        if fdFlags & FD_CLOEXEC == 0 { _ = try fcntl(fd: fd, command: F_SETFD, value: fdFlags | FD_CLOEXEC) }
+    }
+}
+
+/// Enables TCP keep-alive probes on `fd`.
+/// - Parameters:
+///   - fd: a TCP socket (not owned; only configured).
+///   - idle: seconds of idleness before the first probe (also used as the probe interval), rounded down, min 1.
+/// - Throws: `IOError` from `setsockopt`.
+public func setTCPKeepAlive(fd: Int32, idle: Duration) throws(IOError) {
+    let seconds = Int32(clamping: max(1, idle.components.seconds))
+    try Posix.setsockopt(fd: fd, level: SOL_SOCKET, name: SO_KEEPALIVE, value: 1)
+    try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPIDLE, value: seconds)
+    try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPINTVL, value: seconds)
+    try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPCNT, value: 3)
+}

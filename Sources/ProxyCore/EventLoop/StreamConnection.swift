@@ -1,0 +1,352 @@
+import Dispatch
+import Glibc
+
+/// Receives the events of a `StreamConnection`, always on the connection's loop.
+///
+/// No delegate method is ever called from inside a public method of `StreamConnection` (`write`, `close`, …):
+/// events come from Dispatch source handlers or from work queued on the loop, so a delegate may call back into the
+/// connection freely.
+public protocol StreamConnectionDelegate: AnyObject {
+    /// Bytes read from the socket; at most 64 KiB per call. The slice is only borrowed for the duration of the
+    /// call in the sense that the next read reuses its storage (copy-on-write keeps a retained slice intact).
+    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>)
+    /// The peer half-closed: the read side is stopped for good (no more `didRead`). Writing still works.
+    func connectionDidReadEOF(_ c: StreamConnection)
+    /// The bytes that had to wait for the socket to become writable have all been handed to the kernel.
+    /// Not called when `write(_:)` could write everything at once (then `bufferedWriteBytes` is 0 on return).
+    func connectionDidDrainWrites(_ c: StreamConnection)
+    /// A read/write error (e.g. `ECONNRESET`, `EPIPE`). `close()` follows right after.
+    func connection(_ c: StreamConnection, didFail error: IOError)
+    /// The fd has been closed. Called exactly once per connection (also when it never started).
+    func connectionDidClose(_ c: StreamConnection)
+}
+
+/// Why reading is paused: reading resumes only when no reason is left (NIO IOControl-style reason bits).
+public struct ReadPauseReasons: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// `pauseReading()` / `resumeReading()`.
+    public static let manual = ReadPauseReasons(rawValue: 1 << 0)
+    /// The consumer of what we read is over its high watermark.
+    public static let backpressure = ReadPauseReasons(rawValue: 1 << 1)
+    /// Protocol state (e.g. waiting for an upstream connection, or for a response before reading the next request).
+    public static let protocolState = ReadPauseReasons(rawValue: 1 << 2)
+}
+
+/// A non-blocking stream socket (TCP or unix) driven by one read and one write `DispatchSource`, created once in
+/// `start()`.
+///
+/// Confined to `loop`: every method except `init` must be called on `loop.queue` (asserted in debug builds); that
+/// is why it is `@unchecked Sendable` and needs no locks.
+///
+/// Ownership and lifetime:
+/// - The connection owns `fd` from `init` on and closes it exactly once, in the cancel handler of whichever of its
+///   two sources is cancelled last (or directly if it was never started).
+/// - Once started, the sources' handlers retain the connection until it is closed, like a registered channel:
+///   the owner must eventually call `close()` (errors close it automatically; EOF does not, to allow half-close).
+/// - `delegate` is weak.
+///
+/// Source rules (STYLE.md §4): the read source runs unless paused or at EOF; the write source runs only while the
+/// write queue is non-empty and the socket said `EAGAIN`. `Bool`s record each source's state so suspend/resume
+/// always pair up, and `close()` resumes (or activates) both before cancelling them.
+public final class StreamConnection: @unchecked Sendable {
+    /// The loop this connection is confined to.
+    public let loop: EventLoop
+    /// The socket. Owned by the connection; valid until `connectionDidClose`.
+    let fd: Int32
+    public weak var delegate: (any StreamConnectionDelegate)?
+
+    private enum CloseState { case open, closing, closed }
+
+    private var readSource: (any DispatchSourceRead)?
+    private var writeSource: (any DispatchSourceWrite)?
+    private var started = false
+    private var closeState = CloseState.open
+    private var fdClosed = false
+    private var pendingCancelHandlers = 0
+
+    private var readActivated = false
+    private var readRunning = false          // activated and not suspended
+    private var readPauseReasons = ReadPauseReasons()   // the source is suspended while any reason is set
+    private var readEOF = false
+
+    private var writeActivated = false
+    private var writeRunning = false         // activated and not suspended
+    private var writeQueue = WriteQueue()
+    private var shutdownRequested = false
+    private var writeShutDown = false
+    private var writeBroken = false          // a write failed; the failure is being delivered
+
+    /// At most this many `read` calls per readable event (bounded bursts, like NIO's spin count).
+    static let maxReadsPerEvent = 4
+    /// At most this many `send` calls per flush before yielding back to the loop.
+    static let maxWritesPerFlush = 64
+
+    // Counters for tests and diagnostics; loop-confined.
+    private(set) var readEventCount = 0
+    private(set) var writeEventCount = 0
+    private(set) var wouldBlockWriteCount = 0
+
+    /// - Parameters:
+    ///   - fd: a connected stream socket, already `O_NONBLOCK`. Ownership passes to the connection.
+    ///   - loop: the loop everything about this connection runs on.
+    /// May be called off the loop (e.g. in a `Listener` accept callback).
+    public init(fd: Int32, loop: EventLoop) {
+        precondition(fd >= 0, "StreamConnection needs a valid fd")
+        self.fd = fd
+        self.loop = loop
+    }
+
+    deinit {
+        // Only reachable without close() if the connection never started: no source watches the fd.
+        if !fdClosed { try? Posix.close(fd: fd) }
+    }
+
+    /// Bytes queued by `write(_:)` and not yet handed to the kernel.
+    public var bufferedWriteBytes: Int { writeQueue.count }
+
+    /// True once `close()` was called or a failure closed the connection.
+    public var isClosed: Bool { closeState != .open }
+
+    /// Creates the two sources and activates the read source (unless `pauseReading()` was called before).
+    /// Call on the loop after setting `delegate`. Bytes written before `start()` are flushed now.
+    public func start() {
+        loop.assertInLoop()
+        guard !started, closeState == .open else { return }
+        started = true
+        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
+        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
+        // Strong captures on purpose: an open connection stays alive until closed. libdispatch releases the
+        // handlers once a source's cancellation completes, and `sourceCancelled` drops the sources: no cycle left.
+        read.setEventHandler { self.readable() }
+        write.setEventHandler { self.writable() }
+        read.setCancelHandler { self.sourceCancelled() }
+        write.setCancelHandler { self.sourceCancelled() }
+        readSource = read
+        writeSource = write
+        pendingCancelHandlers = 2
+        updateReadSource()
+        if !writeQueue.isEmpty {
+            flush(inEvent: false)
+        } else if shutdownRequested {
+            shutdownNow(inEvent: false)
+        }
+    }
+
+    // MARK: reading
+
+    /// Stops reading (suspends the read source). Idempotent. Same as `pauseReading(for: .manual)`.
+    public func pauseReading() {
+        pauseReading(for: .manual)
+    }
+
+    /// Resumes reading after `pauseReading()`. Idempotent; no effect after EOF or close, nor while another
+    /// reason (see `pauseReading(for:)`) still holds reading paused.
+    public func resumeReading() {
+        resumeReading(for: .manual)
+    }
+
+    /// Pauses reading for `reasons`; reading resumes only once every reason has been lifted, so two independent
+    /// pause reasons (e.g. write backpressure and a full upstream window) never resume each other. Idempotent.
+    public func pauseReading(for reasons: ReadPauseReasons) {
+        loop.assertInLoop()
+        readPauseReasons.formUnion(reasons)
+        updateReadSource()
+    }
+
+    /// Lifts `reasons` set by `pauseReading(for:)`. Idempotent.
+    public func resumeReading(for reasons: ReadPauseReasons) {
+        loop.assertInLoop()
+        readPauseReasons.subtract(reasons)
+        updateReadSource()
+    }
+
+    /// The reasons currently holding reading paused (empty while reading).
+    public var readingPausedFor: ReadPauseReasons { readPauseReasons }
+
+    private func updateReadSource() {
+        guard let source = readSource, closeState == .open else { return }
+        let shouldRun = readPauseReasons.isEmpty && !readEOF
+        guard shouldRun != readRunning else { return }
+        if shouldRun {
+            if readActivated { source.resume() } else { source.activate(); readActivated = true }
+        } else {
+            source.suspend()
+        }
+        readRunning = shouldRun
+    }
+
+    private func readable() {
+        guard closeState == .open, readRunning else { return }
+        readEventCount += 1
+        loop.withReadBuffer { buffer in
+            for _ in 0..<StreamConnection.maxReadsPerEvent {
+                guard closeState == .open, readRunning else { return }
+                let outcome = buffer.withUnsafeMutableBytes { raw in
+                    Result { () throws(IOError) in try Posix.read(fd: fd, into: raw) }
+                }
+                let result: IOResult<Int>
+                switch outcome {
+                case .success(let value): result = value
+                case .failure(let error): fail(error); return
+                }
+                switch result {
+                case .wouldBlock:
+                    return
+                case .processed(0):
+                    // EOF is checked before any errno: stop the level-triggered source or it would spin.
+                    readEOF = true
+                    updateReadSource()
+                    delegate?.connectionDidReadEOF(self)
+                    return
+                case .processed(let n):
+                    delegate?.connection(self, didRead: buffer[0..<n])
+                    if n < buffer.count { return }      // short read: the socket is (very likely) drained
+                }
+            }
+        }
+    }
+
+    // MARK: writing
+
+    /// Queues `bytes` and writes as much as the socket takes right now; the rest goes out when the socket becomes
+    /// writable. Ignored after `shutdownWrite()`, after a write failure and after `close()`.
+    public func write(_ bytes: [UInt8]) {
+        loop.assertInLoop()
+        guard closeState == .open, !shutdownRequested, !writeBroken, !bytes.isEmpty else { return }
+        writeQueue.append(bytes)
+        if started && !writeRunning { flush(inEvent: false) }
+    }
+
+    /// Shuts down the sending side (`shutdown(SHUT_WR)`) once all queued bytes are written. Idempotent.
+    public func shutdownWrite() {
+        loop.assertInLoop()
+        guard closeState == .open, !shutdownRequested else { return }
+        shutdownRequested = true
+        if started && writeQueue.isEmpty && !writeBroken { shutdownNow(inEvent: false) }
+    }
+
+    private func writable() {
+        guard closeState == .open, writeRunning else { return }
+        writeEventCount += 1
+        flush(inEvent: true)
+    }
+
+    /// Writes from the queue until it is empty, the socket would block, or the burst limit is reached.
+    /// - Parameter inEvent: true in a source handler (delegate may be called), false inside a public method
+    ///   (failures are delivered asynchronously through the loop).
+    private func flush(inEvent: Bool) {
+        var rounds = 0
+        while !writeQueue.isEmpty && rounds < StreamConnection.maxWritesPerFlush {
+            rounds += 1
+            let result: IOResult<Int>
+            do {
+                result = try writeQueue.withFirstUnwritten { raw throws(IOError) in try Posix.send(fd: fd, from: raw) }
+            } catch {
+                writeFailed(error, inEvent: inEvent)
+                return
+            }
+            switch result {
+            case .processed(let n):
+                writeQueue.consume(n)
+            case .wouldBlock:
+                wouldBlockWriteCount += 1
+                rounds = StreamConnection.maxWritesPerFlush
+            }
+        }
+        if writeQueue.isEmpty {
+            let wasWaiting = writeRunning
+            setWriteSourceRunning(false)
+            if shutdownRequested && !writeShutDown { shutdownNow(inEvent: inEvent) }
+            if wasWaiting && closeState == .open { delegate?.connectionDidDrainWrites(self) }
+        } else {
+            setWriteSourceRunning(true)
+        }
+    }
+
+    private func setWriteSourceRunning(_ run: Bool) {
+        guard let source = writeSource, closeState == .open, run != writeRunning else { return }
+        if run {
+            if writeActivated { source.resume() } else { source.activate(); writeActivated = true }
+        } else {
+            source.suspend()
+        }
+        writeRunning = run
+    }
+
+    private func shutdownNow(inEvent: Bool) {
+        guard !writeShutDown else { return }
+        writeShutDown = true
+        do {
+            try Posix.shutdown(fd: fd, how: Int32(SHUT_WR))
+        } catch where error.errno == ENOTCONN {
+            // The peer is already gone; the read side reports it.
+        } catch {
+            writeFailed(error, inEvent: inEvent)
+        }
+    }
+
+    private func writeFailed(_ error: IOError, inEvent: Bool) {
+        writeBroken = true
+        writeQueue.removeAll()
+        setWriteSourceRunning(false)
+        if inEvent {
+            fail(error)
+        } else {
+            loop.execute { self.fail(error) }
+        }
+    }
+
+    // MARK: closing
+
+    private func fail(_ error: IOError) {
+        guard closeState == .open else { return }
+        delegate?.connection(self, didFail: error)
+        close()
+    }
+
+    /// Closes the connection. Idempotent. Queued bytes are dropped. Resumes any suspended source, cancels both;
+    /// the fd is closed in the last cancel handler, then the delegate gets `connectionDidClose` (asynchronously).
+    public func close() {
+        loop.assertInLoop()
+        guard closeState == .open else { return }
+        closeState = .closing
+        writeQueue.removeAll()
+        guard let read = readSource, let write = writeSource else {
+            // Never started: no source watches the fd.
+            closeFD()
+            loop.execute { self.finishClose() }
+            return
+        }
+        // Never cancel (and later release) a suspended or inactive source.
+        if !readActivated { read.activate(); readActivated = true } else if !readRunning { read.resume() }
+        if !writeActivated { write.activate(); writeActivated = true } else if !writeRunning { write.resume() }
+        readRunning = true
+        writeRunning = true
+        read.cancel()
+        write.cancel()
+    }
+
+    private func sourceCancelled() {
+        pendingCancelHandlers -= 1
+        guard pendingCancelHandlers == 0 else { return }
+        closeFD()
+        readSource = nil
+        writeSource = nil
+        finishClose()
+    }
+
+    private func closeFD() {
+        guard !fdClosed else { return }
+        fdClosed = true
+        try? Posix.close(fd: fd)
+    }
+
+    private func finishClose() {
+        guard closeState != .closed else { return }
+        closeState = .closed
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connectionDidClose(self)
+    }
+}
