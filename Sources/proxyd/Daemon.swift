@@ -18,10 +18,9 @@ enum Daemon {
         } catch {
             throw StartupError(message: "\(error)")
         }
-        for address in addresses {
-            print("Starting to serve on \(address)")
-        }
-        fflush(stdout)
+        // Unbuffered, so tools that wait for this line see it at once.
+        let announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
+        FileHandle.standardOutput.write(Data(announcement.utf8))
         SystemdActivation.notify("READY=1")
 
         let signalQueue = DispatchQueue(label: "proxyd.signals")

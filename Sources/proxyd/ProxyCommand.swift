@@ -125,10 +125,10 @@ struct ProxyCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "proxyd")
-        do {
+        do throws(StartupError) {
             let configuration = try makeConfiguration(logger: logger)
             try Daemon.run(configuration: configuration, logger: logger)
-        } catch let error as StartupError {
+        } catch {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(1)
         }

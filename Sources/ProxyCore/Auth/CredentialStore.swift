@@ -11,7 +11,9 @@ public final class CredentialStore: Sendable {
     private let state: Mutex<CredentialSnapshot>
     private let tokenFile: String?
     private let template: CredentialSnapshot
-    private let timer: Mutex<(any DispatchSourceTimer)?> = Mutex(nil)
+    /// Created inactive in `init` when there is a token file; DispatchSource is thread-safe.
+    nonisolated(unsafe) private let timer: (any DispatchSourceTimer)?
+    private let interval: Duration
 
     /// How often a token file is checked for changes (client-go re-reads about every 50–60 s; checking is a
     /// cheap read, so proxyd picks rotations up sooner).
@@ -19,7 +21,10 @@ public final class CredentialStore: Sendable {
 
     /// - Parameter sendCredentials: `false` for an `http://` server: credentials are never sent in the clear.
     /// - Throws: `CredentialError` when a token file cannot be read at start-up.
-    public init(credentials: StaticCredentials, sendCredentials: Bool) throws(CredentialError) {
+    public init(
+        credentials: StaticCredentials, sendCredentials: Bool,
+        pollInterval: Duration = CredentialStore.tokenFilePollInterval
+    ) throws(CredentialError) {
         var impersonation = HTTPHeaders()
         if let user = credentials.impersonateUser {
             impersonation.add(name: "Impersonate-User", value: user)
@@ -56,33 +61,30 @@ public final class CredentialStore: Sendable {
             initial.authorization = "Bearer " + (try Self.readToken(tokenFile))
         }
         state = Mutex(initial)
+        interval = pollInterval
+        timer = tokenFile == nil ? nil : DispatchSource.makeTimerSource(queue: .global(qos: .utility))
     }
 
     /// The credentials to add to the next request.
     public var current: CredentialSnapshot { state.withLock { $0 } }
 
     /// Starts re-reading the token file, if there is one. A failed re-read keeps the last good token.
-    public func startWatching(interval: Duration = CredentialStore.tokenFilePollInterval) {
-        guard let tokenFile else { return }
-        let source = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+    public func startWatching() {
+        guard let tokenFile, let timer else { return }
         let nanos = Int(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
-        source.schedule(deadline: .now() + .nanoseconds(nanos), repeating: .nanoseconds(nanos))
-        source.setEventHandler { [weak self] in
+        timer.schedule(deadline: .now() + .nanoseconds(nanos), repeating: .nanoseconds(nanos))
+        timer.setEventHandler { [weak self] in
             self?.reloadTokenFile(tokenFile)
         }
-        timer.withLock { $0 = source }
-        source.resume()
+        timer.activate()
     }
 
     public func stopWatching() {
-        timer.withLock { t in
-            t?.cancel()
-            t = nil
-        }
+        timer?.cancel()
     }
 
     deinit {
-        timer.withLock { $0?.cancel() }
+        timer?.cancel()
     }
 
     /// Re-reads the token file now; returns whether the token changed.

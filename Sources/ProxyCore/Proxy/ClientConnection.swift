@@ -22,6 +22,8 @@ final class ClientConnection: StreamConnectionDelegate {
     private var pendingBytes = 0
     private var parseError: HTTP1Error?
     private var current: ProxyExchange?
+    /// Between a request's head and its `.end` event.
+    private var awaitingEndOfRequest = false
     private var readPausedForPipeline = false
     private var readPausedForBody = false
     private var clientEOF = false
@@ -95,20 +97,23 @@ final class ClientConnection: StreamConnectionDelegate {
     /// current one finished.
     private func process() {
         while !closing {
-            if let current {
-                guard !current.requestComplete, !pendingEvents.isEmpty else { break }
+            if awaitingEndOfRequest {
+                // Body events of the current request (the exchange may already have answered).
+                guard !pendingEvents.isEmpty else { break }
                 let event = pendingEvents.removeFirst()
                 switch event {
                 case .head:
                     preconditionFailure("a request head inside a body")
                 case .body(let slice):
                     pendingBytes -= slice.count
-                    current.clientSentBody(Array(slice))
+                    current?.clientSentBody(Array(slice))
                 case .end:
-                    current.clientEndedBody()
+                    awaitingEndOfRequest = false
+                    current?.clientEndedBody()
                 }
                 continue
             }
+            if current != nil { break }  // the next request waits for this response
             guard !pendingEvents.isEmpty else {
                 if let error = parseError {
                     parseError = nil
@@ -123,6 +128,7 @@ final class ClientConnection: StreamConnectionDelegate {
             timer?.cancel()
             timer = nil
             timerIsHeaderTimer = false
+            awaitingEndOfRequest = true
             let exchange = ProxyExchange(connection: self, head: head)
             current = exchange
             exchange.begin()

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything `ProxyServer` needs, already validated and with no flags or YAML left.
 public struct ProxyConfiguration: Sendable {
     public enum Listen: Sendable, Equatable {
@@ -45,6 +47,6 @@ public struct ProxyConfiguration: Sendable {
     }
 
     public static var defaultLoopCount: Int {
-        max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 }

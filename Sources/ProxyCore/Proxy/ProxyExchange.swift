@@ -99,7 +99,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             if finished { connection.exchangeFinished(self, keepAlive: keepAlive) }
             return
         }
-        stream?.endBody()
+        if head.hasBody { stream?.endBody() }
     }
 
     func upstreamRequestBodyDrained() {

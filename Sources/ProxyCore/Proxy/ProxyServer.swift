@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 
 /// Read-mostly state every loop shares: immutable configuration plus the credential store (swapped atomically).
@@ -48,7 +48,7 @@ final class LoopContext: @unchecked Sendable {
     func accept(fd: Int32, peer: SocketAddress) {
         loop.assertInLoop()
         if draining {
-            _ = Posix.closeQuietly(fd)
+            try? Posix.close(fd: fd)
             return
         }
         nextConnectionID += 1
@@ -134,7 +134,7 @@ public final class ProxyServer: Sendable {
         for listener in bound {
             listener.start(group: group) { fd, peer, loop in
                 guard let context = contexts[ObjectIdentifier(loop)] else {
-                    _ = Posix.closeQuietly(fd)
+                    try? Posix.close(fd: fd)
                     return
                 }
                 loop.execute {

@@ -38,10 +38,10 @@ final class HTTP1UpstreamConnection {
         outstanding = 0
         responseKeepAlive = true
         requestComplete = !stream.request.hasBody
-        var headers = stream.request.headers
+        var headers = HTTPHeaders([("Host", pool.target.authority)])
+        for field in stream.request.headers.fields { headers.add(name: field.name, value: field.value) }
         chunkedRequestBody = stream.request.hasBody && !headers.contains("content-length")
         if chunkedRequestBody { headers.add(name: "Transfer-Encoding", value: "chunked") }
-        headers.fields.insert(HTTPHeaders.Field(name: "Host", value: pool.target.authority), at: 0)
         transport.write(
             HTTP1Serializer.requestHead(method: stream.request.method, target: stream.request.target, headers: headers))
         let pending = stream.takePendingBody()

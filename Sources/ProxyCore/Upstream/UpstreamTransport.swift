@@ -1,4 +1,7 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Receives a transport's events on its loop.
 protocol UpstreamTransportDelegate: AnyObject {
@@ -51,7 +54,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     private func didConnectTCP(_ result: Result<Int32, IOError>) {
         guard !closed else {
-            if case .success(let fd) = result { _ = Posix.closeQuietly(fd) }
+            if case .success(let fd) = result { try? Posix.close(fd: fd) }
             return
         }
         switch result {
