@@ -186,6 +186,9 @@ final class RecordingDelegate: StreamConnectionDelegate, @unchecked Sendable {
     /// Strong reference so the test does not have to keep the connection alive.
     var connection: StreamConnection?
 
+    /// EOF callbacks, readable from any thread: a test can still observe a spinning loop that starves its queue.
+    let eofEvents = Recorder<Int>()
+
     var echo = false
     var closeOnFirstRead = false
     var closeOnEOF = false
@@ -206,6 +209,7 @@ final class RecordingDelegate: StreamConnectionDelegate, @unchecked Sendable {
         c.loop.assertInLoop()
         events.append(.eof)
         eofCount += 1
+        if eofEvents.values.count < 1000 { eofEvents.append(eofCount) }
         if closeOnEOF { c.close() }
     }
 

@@ -66,16 +66,18 @@ struct EventLoopStreamConnectionTests {
         #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
     }
 
-    @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async {
+    @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }
         let (delegate, connection) = await RecordingDelegate.start(fd: ours, loop: loop)
         TestIO.sendAll(peer, Array("abc".utf8))
         shutdown(peer, Int32(SHUT_WR))
-        #expect(await TestIO.eventually(on: loop) { delegate.eofCount == 1 })
-        let eventsAtEOF = await TestIO.onLoop(loop) { connection.readEventCount }
-        // A level-triggered source left running at EOF would fire continuously. Give it time to misbehave.
+        // Observed without the loop: a source left running at EOF would spin and could starve the loop's queue.
+        #expect(await TestIO.eventually { !delegate.eofEvents.values.isEmpty })
         try? await Task.sleep(for: .milliseconds(100))
+        try #require(delegate.eofEvents.values.count == 1, "EOF reported \(delegate.eofEvents.values.count) times: the read source spins")
+        let eventsAtEOF = await TestIO.onLoop(loop) { connection.readEventCount }
+        try? await Task.sleep(for: .milliseconds(50))
         let after = await TestIO.onLoop(loop) { (connection.readEventCount, delegate.eofCount, delegate.events) }
         #expect(after.0 == eventsAtEOF)
         #expect(after.1 == 1)
@@ -218,7 +220,7 @@ struct EventLoopStreamConnectionTests {
     }
 
     @Test(arguments: ["never started", "started", "paused", "eof", "write pending", "write drained"])
-    func closeInEverySourceState(state: String) async {
+    func closeInEverySourceState(state: String) async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }
         let target = TestIO.fdTarget(ours)
@@ -233,7 +235,9 @@ struct EventLoopStreamConnectionTests {
         switch state {
         case "eof":
             shutdown(peer, Int32(SHUT_WR))
-            #expect(await TestIO.eventually(on: loop) { delegate.eofCount == 1 })
+            #expect(await TestIO.eventually { !delegate.eofEvents.values.isEmpty })
+            try? await Task.sleep(for: .milliseconds(20))
+            try #require(delegate.eofEvents.values.count == 1, "EOF reported \(delegate.eofEvents.values.count) times: the read source spins")
         case "write pending":
             #expect(await TestIO.onLoop(loop) { () -> Int in
                 connection.write(TestIO.pattern(count: 4 * 1024 * 1024))
