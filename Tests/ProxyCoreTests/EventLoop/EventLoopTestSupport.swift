@@ -4,6 +4,11 @@ import Glibc
 import Testing
 @testable import ProxyCore
 
+/// All EventLoop suites are nested here and run one test at a time: the fd-leak test counts the sockets of the
+/// whole process, which the other EventLoop tests would disturb. (They are quick; serial costs a few seconds.)
+@Suite("EventLoop", .serialized)
+enum EventLoopSuites {}
+
 /// Helpers shared by the EventLoop tests. Peers are plain blocking sockets with receive/send timeouts, driven on
 /// global queues so a test never blocks the cooperative pool and never hangs.
 enum TestIO {
@@ -137,6 +142,11 @@ enum TestIO {
     /// number is reused).
     static func fdTarget(_ fd: Int32) -> String? {
         try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")
+    }
+
+    /// Number of entries of `/proc/self/fd` that are sockets.
+    static func openSocketCount() -> Int {
+        openFDTargets().filter { $0.hasPrefix("socket:") }.count
     }
 
     /// Targets of all entries of `/proc/self/fd`.

@@ -4,6 +4,7 @@ import Glibc
 import Testing
 @testable import ProxyCore
 
+extension EventLoopSuites {
 @Suite("EventLoop StreamConnection")
 struct EventLoopStreamConnectionTests {
     let loop = EventLoop(label: "test.stream")
@@ -276,4 +277,5 @@ struct EventLoopStreamConnectionTests {
         // The sources' handlers held the connection; after both cancel handlers ran nothing does.
         #expect(await TestIO.eventually { weakConnection.value == nil })
     }
+}
 }
