@@ -4,6 +4,11 @@ import Glibc
 import Testing
 @testable import ProxyCore
 
+/// All EventLoop suites are nested here and run one test at a time: the fd-leak test counts the sockets of the
+/// whole process, which the other EventLoop tests would disturb. (They are quick; serial costs a few seconds.)
+@Suite("EventLoop", .serialized)
+enum EventLoopSuites {}
+
 /// Helpers shared by the EventLoop tests. Peers are plain blocking sockets with receive/send timeouts, driven on
 /// global queues so a test never blocks the cooperative pool and never hangs.
 enum TestIO {
@@ -139,6 +144,11 @@ enum TestIO {
         try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")
     }
 
+    /// Number of entries of `/proc/self/fd` that are sockets.
+    static func openSocketCount() -> Int {
+        openFDTargets().filter { $0.hasPrefix("socket:") }.count
+    }
+
     /// Targets of all entries of `/proc/self/fd`.
     static func openFDTargets() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
@@ -186,6 +196,9 @@ final class RecordingDelegate: StreamConnectionDelegate, @unchecked Sendable {
     /// Strong reference so the test does not have to keep the connection alive.
     var connection: StreamConnection?
 
+    /// EOF callbacks, readable from any thread: a test can still observe a spinning loop that starves its queue.
+    let eofEvents = Recorder<Int>()
+
     var echo = false
     var closeOnFirstRead = false
     var closeOnEOF = false
@@ -206,6 +219,7 @@ final class RecordingDelegate: StreamConnectionDelegate, @unchecked Sendable {
         c.loop.assertInLoop()
         events.append(.eof)
         eofCount += 1
+        if eofEvents.values.count < 1000 { eofEvents.append(eofCount) }
         if closeOnEOF { c.close() }
     }
 

@@ -4,6 +4,7 @@ import Glibc
 import Testing
 @testable import ProxyCore
 
+extension EventLoopSuites {
 @Suite("EventLoop core")
 struct EventLoopTests {
     @Test func executeRunsInOrderOnTheLoop() async {
@@ -101,6 +102,7 @@ struct EventLoopTests {
         #expect(SocketAddress.v4(host: "127.0.0.1", port: 1).ipString == "127.0.0.1")
         #expect(SocketAddress.unix(path: "/x").ipString == nil)
     }
+}
 }
 
 final class TimerBox: @unchecked Sendable {

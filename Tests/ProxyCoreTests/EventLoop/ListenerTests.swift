@@ -11,6 +11,7 @@ struct Accepted: Sendable {
     let loopIndex: Int?
 }
 
+extension EventLoopSuites {
 @Suite("EventLoop Listener")
 struct EventLoopListenerTests {
     let group = EventLoopGroup(count: 2)
@@ -196,6 +197,7 @@ struct EventLoopListenerTests {
         await closeAndWait(listener)        // idempotent
         #expect(TestSocket.connectError(to: listener.localAddress) == ECONNREFUSED)
     }
+}
 }
 
 /// Raw blocking sockets for the test side.

@@ -4,6 +4,7 @@ import Glibc
 import Testing
 @testable import ProxyCore
 
+extension EventLoopSuites {
 @Suite("EventLoop StreamConnection")
 struct EventLoopStreamConnectionTests {
     let loop = EventLoop(label: "test.stream")
@@ -66,16 +67,18 @@ struct EventLoopStreamConnectionTests {
         #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
     }
 
-    @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async {
+    @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }
         let (delegate, connection) = await RecordingDelegate.start(fd: ours, loop: loop)
         TestIO.sendAll(peer, Array("abc".utf8))
         shutdown(peer, Int32(SHUT_WR))
-        #expect(await TestIO.eventually(on: loop) { delegate.eofCount == 1 })
-        let eventsAtEOF = await TestIO.onLoop(loop) { connection.readEventCount }
-        // A level-triggered source left running at EOF would fire continuously. Give it time to misbehave.
+        // Observed without the loop: a source left running at EOF would spin and could starve the loop's queue.
+        #expect(await TestIO.eventually { !delegate.eofEvents.values.isEmpty })
         try? await Task.sleep(for: .milliseconds(100))
+        try #require(delegate.eofEvents.values.count == 1, "EOF reported \(delegate.eofEvents.values.count) times: the read source spins")
+        let eventsAtEOF = await TestIO.onLoop(loop) { connection.readEventCount }
+        try? await Task.sleep(for: .milliseconds(50))
         let after = await TestIO.onLoop(loop) { (connection.readEventCount, delegate.eofCount, delegate.events) }
         #expect(after.0 == eventsAtEOF)
         #expect(after.1 == 1)
@@ -218,7 +221,7 @@ struct EventLoopStreamConnectionTests {
     }
 
     @Test(arguments: ["never started", "started", "paused", "eof", "write pending", "write drained"])
-    func closeInEverySourceState(state: String) async {
+    func closeInEverySourceState(state: String) async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }
         let target = TestIO.fdTarget(ours)
@@ -233,7 +236,9 @@ struct EventLoopStreamConnectionTests {
         switch state {
         case "eof":
             shutdown(peer, Int32(SHUT_WR))
-            #expect(await TestIO.eventually(on: loop) { delegate.eofCount == 1 })
+            #expect(await TestIO.eventually { !delegate.eofEvents.values.isEmpty })
+            try? await Task.sleep(for: .milliseconds(20))
+            try #require(delegate.eofEvents.values.count == 1, "EOF reported \(delegate.eofEvents.values.count) times: the read source spins")
         case "write pending":
             #expect(await TestIO.onLoop(loop) { () -> Int in
                 connection.write(TestIO.pattern(count: 4 * 1024 * 1024))
@@ -272,4 +277,5 @@ struct EventLoopStreamConnectionTests {
         // The sources' handlers held the connection; after both cancel handlers ran nothing does.
         #expect(await TestIO.eventually { weakConnection.value == nil })
     }
+}
 }
