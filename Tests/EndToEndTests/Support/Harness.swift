@@ -1,0 +1,68 @@
+import Foundation
+import StandInServer
+import Testing
+
+/// A stand-in apiserver (in-process, SwiftNIO) plus a `proxyd` child process in front of it.
+final class Harness: @unchecked Sendable {
+    let standIn: StandIn
+    let proxy: RunningProxy
+    let directory: URL
+
+    /// - Parameters:
+    ///   - standInConfiguration: tweaks for the stand-in.
+    ///   - proxyArguments: extra proxyd flags (`--kubeconfig` and `--port=0` are added unless given).
+    static func start(
+        standIn configure: (inout StandInConfiguration) -> Void = { _ in },
+        proxyArguments: [String] = [],
+        kubeconfig: ((StandIn, URL) throws -> String)? = nil
+    ) async throws -> Harness {
+        var config = StandInConfiguration()
+        configure(&config)
+        let standIn = try await StandIn.start(config)
+        let dir = try TempDirectory.make()
+        try standIn.writeState(to: dir.path)
+        let kubeconfigPath = try kubeconfig?(standIn, dir) ?? dir.appendingPathComponent("kubeconfig").path
+        var args = proxyArguments
+        if !args.contains(where: { $0.hasPrefix("--kubeconfig") }) { args += ["--kubeconfig", kubeconfigPath] }
+        if !args.contains(where: { $0.hasPrefix("--port") || $0.hasPrefix("-p") || $0.hasPrefix("--unix-socket") }) {
+            args += ["--port=0"]
+        }
+        do {
+            let proxy = try await RunningProxy.start(arguments: args)
+            return Harness(standIn: standIn, proxy: proxy, directory: dir)
+        } catch {
+            try? await standIn.stop()
+            throw error
+        }
+    }
+
+    private init(standIn: StandIn, proxy: RunningProxy, directory: URL) {
+        self.standIn = standIn
+        self.proxy = proxy
+        self.directory = directory
+    }
+
+    var url: String { proxy.baseURL }
+
+    func stop() async {
+        await proxy.stop()
+        try? await standIn.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+enum TempDirectory {
+    static func make() throws -> URL {
+        let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("proxyd-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// Parses a JSON object body.
+func jsonObject(_ data: Data) throws -> [String: Any] {
+    guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw ChildError("not a JSON object: \(String(decoding: data, as: UTF8.self).prefix(300))")
+    }
+    return obj
+}
