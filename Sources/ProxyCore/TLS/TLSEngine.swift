@@ -195,7 +195,10 @@ public final class TLSEngine {
         }
         var appended = 0
         while appended < max {
-            let chunk = min(max - appended, 16 * 1024)
+            // Plaintext still to come is at most what SSL holds decrypted plus the ciphertext not yet processed;
+            // sizing by it keeps the scratch tail small when little was fed (at least 1 byte, to learn WANT_READ).
+            let available = Int(SSL_pending(ssl)) + CProxy_BIO_pending(SSL_get_rbio(ssl))
+            let chunk = Swift.max(1, Swift.min(max - appended, 16 * 1024, available))
             let start = buffer.count
             buffer.append(contentsOf: repeatElement(0, count: chunk))
             ERR_clear_error()

@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import X509
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The stand-in's private PKI: a self-signed P-256 CA, a server certificate for the configured names and a client
+/// certificate (`CN=standin-client, O=system:masters`), all generated in memory at start-up.
+struct StandInPKI: Sendable {
+    var caPEM: String
+    var serverCertificatePEM: String
+    var serverKeyPEM: String
+    var clientCertificatePEM: String
+    var clientKeyPEM: String
+
+    static let clientCommonName = "standin-client"
+    static let clientOrganization = "system:masters"
+
+    static func generate(serverNames: [String]) throws -> StandInPKI {
+        let now = Date()
+        let notBefore = now.addingTimeInterval(-3600)
+        let notAfter = now.addingTimeInterval(60 * 60 * 24 * 365)
+
+        let caKey = P256.Signing.PrivateKey()
+        let caName = try DistinguishedName {
+            OrganizationName("proxyd stand-in")
+            CommonName("standin-ca")
+        }
+        let caPublicKey = Certificate.PublicKey(caKey.publicKey)
+        let caKeyID = SubjectKeyIdentifier(hash: caPublicKey).keyIdentifier
+        let caCertificate = try Certificate(
+            version: .v3,
+            serialNumber: Certificate.SerialNumber(),
+            publicKey: caPublicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notAfter,
+            issuer: caName,
+            subject: caName,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(keyIdentifier: caKeyID)
+            },
+            issuerPrivateKey: Certificate.PrivateKey(caKey)
+        )
+
+        func leaf(
+            subject: DistinguishedName,
+            key: P256.Signing.PrivateKey,
+            usage: ExtendedKeyUsage.Usage,
+            sans: [GeneralName]
+        ) throws -> Certificate {
+            let publicKey = Certificate.PublicKey(key.publicKey)
+            return try Certificate(
+                version: .v3,
+                serialNumber: Certificate.SerialNumber(),
+                publicKey: publicKey,
+                notValidBefore: notBefore,
+                notValidAfter: notAfter,
+                issuer: caName,
+                subject: subject,
+                signatureAlgorithm: .ecdsaWithSHA256,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.notCertificateAuthority)
+                    Critical(KeyUsage(digitalSignature: true))
+                    try ExtendedKeyUsage([usage])
+                    SubjectKeyIdentifier(hash: publicKey)
+                    AuthorityKeyIdentifier(keyIdentifier: caKeyID)
+                    if !sans.isEmpty {
+                        SubjectAlternativeNames(sans)
+                    }
+                },
+                issuerPrivateKey: Certificate.PrivateKey(caKey)
+            )
+        }
+
+        let serverKey = P256.Signing.PrivateKey()
+        let serverCertificate = try leaf(
+            subject: try DistinguishedName { CommonName("standin-apiserver") },
+            key: serverKey,
+            usage: .serverAuth,
+            sans: serverNames.map(subjectAlternativeName(for:))
+        )
+        let clientKey = P256.Signing.PrivateKey()
+        let clientCertificate = try leaf(
+            subject: try DistinguishedName {
+                OrganizationName(clientOrganization)
+                CommonName(clientCommonName)
+            },
+            key: clientKey,
+            usage: .clientAuth,
+            sans: []
+        )
+
+        return StandInPKI(
+            caPEM: try caCertificate.serializeAsPEM().pemString + "\n",
+            serverCertificatePEM: try serverCertificate.serializeAsPEM().pemString + "\n",
+            serverKeyPEM: serverKey.pemRepresentation + "\n",
+            clientCertificatePEM: try clientCertificate.serializeAsPEM().pemString + "\n",
+            clientKeyPEM: clientKey.pemRepresentation + "\n"
+        )
+    }
+
+    /// An IP literal becomes an iPAddress SAN, anything else a dNSName SAN.
+    static func subjectAlternativeName(for name: String) -> GeneralName {
+        if let bytes = ipAddressBytes(name) {
+            return .ipAddress(.init(contentBytes: bytes[...]))
+        }
+        return .dnsName(name)
+    }
+
+    static func ipAddressBytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { Array($0) }
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) }
+        }
+        return nil
+    }
+
+    /// The subject common name of a DER certificate, if it has one.
+    static func commonName(ofDER der: [UInt8]) -> String? {
+        guard let certificate = try? Certificate(derEncoded: der) else { return nil }
+        for rdn in certificate.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                return String(describing: attribute.value)
+            }
+        }
+        return nil
+    }
+}

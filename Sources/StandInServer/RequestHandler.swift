@@ -1,0 +1,594 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOSSL
+
+/// Serves one HTTP/1.1 connection (requests one after another, ordered by `HTTPServerPipelineHandler`) or one HTTP/2
+/// stream (behind `HTTP2FramePayloadToHTTP1ServerCodec`). The request is routed when its head arrives; the body is
+/// consumed (hashed, collected or dropped) and the response starts when the request has ended.
+final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let core: ServerCore
+    private let connection: ConnectionInfo
+    private var context: ChannelHandlerContext?
+
+    private struct Request {
+        var head: HTTPRequestHead
+        var rawPath: String
+        var path: String
+        var query: String?
+        var params: [String: String]
+        var authenticatedBy: String?
+        var acceptsTable: Bool
+    }
+
+    private enum Action {
+        case json(HTTPResponseStatus, JSON)
+        case text(HTTPResponseStatus, String)
+        case echo
+        case create(Resource, namespace: String?)
+        case watch(Resource, namespace: String?, since: Int?, timeoutSeconds: Int?)
+        case large(bytes: Int)
+        case slow(delayMilliseconds: Int, chunks: Int)
+        case reset
+        case goAway
+        case redirect
+        case stats
+        case status(Int)
+    }
+
+    private enum Body {
+        case discard
+        case hash(SHA256, length: Int)
+        case collect(ByteBuffer, limit: Int)
+        case tooLarge
+    }
+
+    private var request: Request?
+    private var action: Action?
+    private var body: Body = .discard
+    private var keepAlive = true
+    /// Bumped whenever a streaming response ends, so late callbacks (watch events, timers) can tell they are stale.
+    private var generation = 0
+    private var streamCleanup: (() -> Void)?
+    private var largeList: LargeListGenerator?
+    private var pumping = false
+
+    private var isH2: Bool { connection.protocolName == "h2" }
+
+    init(core: ServerCore, connection: ConnectionInfo) {
+        self.core = core
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopStreaming()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stopStreaming()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        stopStreaming()
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, largeList != nil {
+            pumpLargeList()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            startRequest(head, context: context)
+        case .body(let buffer):
+            switch body {
+            case .discard, .tooLarge:
+                break
+            case .hash(var hasher, let length):
+                buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                body = .hash(hasher, length: length + buffer.readableBytes)
+            case .collect(var collected, let limit):
+                if collected.readableBytes + buffer.readableBytes > limit {
+                    body = .tooLarge
+                } else {
+                    var buffer = buffer
+                    collected.writeBuffer(&buffer)
+                    body = .collect(collected, limit: limit)
+                }
+            }
+        case .end:
+            guard let request, let action else { return }
+            perform(action, request: request, context: context)
+        }
+    }
+
+    private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let target = head.uri
+        let rawPath: String
+        let query: String?
+        if let q = target.firstIndex(of: "?") {
+            rawPath = String(target[..<q])
+            query = String(target[target.index(after: q)...])
+        } else {
+            rawPath = target
+            query = nil
+        }
+        let path = rawPath.removingPercentEncoding ?? rawPath
+        var params: [String: String] = [:]
+        for pair in (query ?? "").split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String {
+                let plus = s.replacingOccurrences(of: "+", with: " ")
+                return plus.removingPercentEncoding ?? plus
+            }
+            params[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
+        }
+
+        var authenticatedBy: String?
+        if let authorization = head.headers.first(name: "authorization"),
+            authorization.lowercased().hasPrefix("bearer "),
+            core.isValidToken(authorization.dropFirst(7).trimmingCharacters(in: .whitespaces))
+        {
+            authenticatedBy = "token"
+        } else if connection.hasClientCertificate {
+            authenticatedBy = "certificate"
+        }
+
+        let accept = head.headers[canonicalForm: "accept"].joined(separator: ",")
+        let request = Request(
+            head: head,
+            rawPath: rawPath,
+            path: path,
+            query: query,
+            params: params,
+            authenticatedBy: authenticatedBy,
+            acceptsTable: accept.contains("as=Table")
+        )
+        self.request = request
+        self.keepAlive = isH2 || head.isKeepAlive
+        core.recordRequest(path: path)
+
+        let action = route(request)
+        self.action = action
+        switch action {
+        case .echo:
+            body = .hash(SHA256(), length: 0)
+        case .create:
+            body = .collect(context.channel.allocator.buffer(capacity: 1024), limit: 8 << 20)
+        default:
+            body = .discard
+        }
+        if !isH2, head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
+    }
+
+    // MARK: Routing
+
+    private static let anonymousPaths: Set<String> = ["/healthz", "/livez", "/readyz"]
+
+    private func route(_ request: Request) -> Action {
+        let method = request.head.method
+        let path = request.path
+        if core.configuration.requireAuth, request.authenticatedBy == nil, !Self.anonymousPaths.contains(path) {
+            return .json(.unauthorized, Documents.unauthorized)
+        }
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+
+        if segments.first == "standin" {
+            return routeStandIn(Array(segments.dropFirst()), method: method, request: request)
+        }
+        guard method == .GET || segments.first == "api" || segments.first == "apis" else {
+            return .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+        }
+        switch segments {
+        case []:
+            return .json(.ok, Documents.rootPaths)
+        case ["healthz"], ["livez"], ["readyz"]:
+            return .text(.ok, "ok")
+        case ["version"]:
+            return .json(.ok, Documents.version)
+        case ["api"]:
+            return getOnly(method, .json(.ok, Documents.apiVersions(serverAddress: "127.0.0.1:\(core.port)")))
+        case ["apis"]:
+            return getOnly(method, .json(.ok, Documents.apiGroupList))
+        case ["apis", "apps"]:
+            return getOnly(method, .json(.ok, Documents.appsAPIGroup))
+        case ["api", "v1"]:
+            return getOnly(method, .json(.ok, Documents.coreResourceList))
+        case ["apis", "apps", "v1"]:
+            return getOnly(method, .json(.ok, Documents.appsResourceList))
+        default:
+            break
+        }
+        if segments.count > 2, segments[0] == "api", segments[1] == "v1" {
+            return routeResources(Array(segments.dropFirst(2)), group: [.pods, .configmaps, .namespaces], request: request)
+        }
+        if segments.count > 3, segments[0] == "apis", segments[1] == "apps", segments[2] == "v1" {
+            return routeResources(Array(segments.dropFirst(3)), group: [.deployments], request: request)
+        }
+        return .json(.notFound, Documents.notFound(path: path))
+    }
+
+    private func getOnly(_ method: HTTPMethod, _ action: Action) -> Action {
+        method == .GET ? action : .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+    }
+
+    private func routeResources(_ rest: [String], group: [Resource], request: Request) -> Action {
+        let method = request.head.method
+        let notFound = Action.json(.notFound, Documents.notFound(path: request.path))
+        var namespace: String?
+        var rest = rest
+        if rest.count >= 3, rest[0] == "namespaces" {
+            namespace = rest[1]
+            rest.removeFirst(2)
+        }
+        guard let first = rest.first, let resource = Resource(rawValue: first), group.contains(resource) else {
+            // /api/v1/namespaces/{name} addresses the namespace object itself.
+            if rest.count == 2, rest[0] == "namespaces", group.contains(.namespaces) {
+                return objectAction(.namespaces, namespace: nil, name: rest[1], method: method)
+            }
+            return notFound
+        }
+        if namespace != nil, !resource.namespaced { return notFound }
+        switch rest.count {
+        case 1:
+            switch method {
+            case .GET:
+                let watch = request.params["watch"].map { $0 == "1" || $0 == "true" } ?? false
+                if watch {
+                    let since = request.params["resourceVersion"].flatMap { Int($0) }
+                    let timeout = request.params["timeoutSeconds"].flatMap { Int($0) }
+                    return .watch(resource, namespace: namespace, since: since, timeoutSeconds: timeout)
+                }
+                if resource == .configmaps, namespace == "big" {
+                    return .large(bytes: core.configuration.largeListBytes)
+                }
+                let (items, rv) = core.store.list(resource, namespace: namespace)
+                if request.acceptsTable {
+                    return .json(.ok, Documents.table(resource, objects: items, resourceVersion: rv))
+                }
+                return .json(.ok, Documents.list(resource, items: items, resourceVersion: rv))
+            case .POST:
+                return .create(resource, namespace: namespace)
+            default:
+                return .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+            }
+        case 2:
+            return objectAction(resource, namespace: namespace, name: rest[1], method: method)
+        default:
+            return notFound
+        }
+    }
+
+    private func objectAction(_ resource: Resource, namespace: String?, name: String, method: HTTPMethod) -> Action {
+        switch method {
+        case .GET:
+            guard let object = core.store.get(resource, namespace: namespace, name: name) else {
+                return .json(.notFound, Documents.objectNotFound(resource, name: name))
+            }
+            if request?.acceptsTable == true {
+                return .json(.ok, Documents.table(resource, objects: [object], resourceVersion: nil))
+            }
+            return .json(.ok, object)
+        case .DELETE:
+            do {
+                return .json(.ok, try core.store.delete(resource, namespace: namespace, name: name))
+            } catch {
+                return .json(.notFound, Documents.objectNotFound(resource, name: name))
+            }
+        default:
+            return .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+        }
+    }
+
+    private func routeStandIn(_ rest: [String], method: HTTPMethod, request: Request) -> Action {
+        switch rest.first {
+        case "echo":
+            return .echo
+        case "large" where rest.count == 1:
+            let bytes = request.params["bytes"].flatMap { Int($0) } ?? core.configuration.largeListBytes
+            return getOnly(method, .large(bytes: max(0, bytes)))
+        case "slow" where rest.count == 1:
+            let delay = request.params["delayMs"].flatMap { Int($0) } ?? 100
+            let chunks = request.params["chunks"].flatMap { Int($0) } ?? 5
+            return getOnly(method, .slow(delayMilliseconds: max(0, delay), chunks: max(0, chunks)))
+        case "reset" where rest.count == 1:
+            return getOnly(method, .reset)
+        case "stats" where rest.count == 1:
+            return getOnly(method, .stats)
+        case "goaway" where rest.count == 1:
+            return method == .POST ? .goAway : .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+        case "redirect" where rest.count == 1:
+            return .redirect
+        case "status" where rest.count == 2:
+            guard let code = Int(rest[1]), (200..<600).contains(code) else {
+                return .json(.badRequest, Documents.status(code: 400, message: "status must be 200...599"))
+            }
+            return .status(code)
+        default:
+            return .json(.notFound, Documents.notFound(path: request.path))
+        }
+    }
+
+    // MARK: Responses
+
+    private func perform(_ action: Action, request: Request, context: ChannelHandlerContext) {
+        switch action {
+        case .json(let status, let json):
+            respond(status: status, json: json)
+        case .text(let status, let text):
+            respond(status: status, contentType: "text/plain; charset=utf-8", body: text)
+        case .status(let code):
+            let status = HTTPResponseStatus(statusCode: code)
+            if code == 204 || code == 304 {
+                respond(status: status, contentType: nil, body: "")
+            } else {
+                respond(status: status, json: Documents.status(code: code, message: "status \(code) requested"))
+            }
+        case .redirect:
+            respond(
+                status: .found,
+                contentType: "text/plain; charset=utf-8",
+                body: "Found\n",
+                extraHeaders: [("location", "\(core.baseURL)/api/v1/namespaces")]
+            )
+        case .stats:
+            respond(status: .ok, json: core.stats.json)
+        case .echo:
+            respondEcho(request)
+        case .create(let resource, let namespace):
+            respondCreate(resource, namespace: namespace)
+        case .goAway:
+            let promise = context.eventLoop.makePromise(of: Int.self)
+            let core = self.core
+            promise.completeWithTask { await core.sendGoAway() }
+            promise.futureResult.assumeIsolated().whenComplete { [self] result in
+                let count = (try? result.get()) ?? 0
+                self.respond(status: .ok, json: .obj(["goAwaySent": .int(count)]))
+            }
+        case .watch(let resource, let namespace, let since, let timeout):
+            startWatch(resource, namespace: namespace, since: since, timeoutSeconds: timeout, table: request.acceptsTable)
+        case .large(let bytes):
+            writeStreamingHead(status: .ok, contentType: "application/json")
+            largeList = LargeListGenerator(totalBytes: bytes, resourceVersion: core.store.currentResourceVersion)
+            pumpLargeList()
+        case .slow(let delay, let chunks):
+            writeStreamingHead(status: .ok, contentType: "text/plain; charset=utf-8")
+            context.flush()
+            scheduleSlowChunk(1, of: chunks, delay: .milliseconds(Int64(delay)), generation: generation)
+        case .reset:
+            resetResponse(context: context)
+        }
+    }
+
+    private func baseHeaders(contentType: String?) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "content-type", value: contentType) }
+        headers.add(name: "cache-control", value: "no-cache, private")
+        headers.add(name: "x-standin-protocol", value: connection.protocolName)
+        if !isH2, !keepAlive { headers.add(name: "connection", value: "close") }
+        return headers
+    }
+
+    private func respond(status: HTTPResponseStatus, json: JSON) {
+        respond(status: status, contentType: "application/json", body: json.serialized + "\n")
+    }
+
+    private func respond(
+        status: HTTPResponseStatus,
+        contentType: String?,
+        body: String,
+        extraHeaders: [(String, String)] = []
+    ) {
+        guard let context, let request else { return }
+        var headers = baseHeaders(contentType: contentType)
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        if status != .noContent, status != .notModified {
+            headers.add(name: "content-length", value: String(body.utf8.count))
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.head.version, status: status, headers: headers))), promise: nil)
+        if !body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
+        writeEnd()
+    }
+
+    private func writeStreamingHead(status: HTTPResponseStatus, contentType: String) {
+        guard let context, let request else { return }
+        var headers = baseHeaders(contentType: contentType)
+        if !isH2 { headers.add(name: "transfer-encoding", value: "chunked") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.head.version, status: status, headers: headers))), promise: nil)
+    }
+
+    /// Ends the current response and readies the handler for the next request (HTTP/1.1 keep-alive).
+    private func writeEnd() {
+        guard let context else { return }
+        stopStreaming()
+        let keepAlive = self.keepAlive
+        self.request = nil
+        self.action = nil
+        self.body = .discard
+        let future = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !isH2, !keepAlive {
+            let channel = context.channel
+            future.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    private func stopStreaming() {
+        generation += 1
+        largeList = nil
+        let cleanup = streamCleanup
+        streamCleanup = nil
+        cleanup?()
+    }
+
+    private func respondEcho(_ request: Request) {
+        guard case .hash(let hasher, let length) = body else { return }
+        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        var headers: [JSON.Member] = []
+        for (name, value) in request.head.headers {
+            let key = name.lowercased()
+            if let index = headers.firstIndex(where: { $0.key == key }), case .array(var values) = headers[index].value {
+                values.append(.string(value))
+                headers[index].value = .array(values)
+            } else {
+                headers.append(.init(key: key, value: .array([.string(value)])))
+            }
+        }
+        let json: JSON = .obj([
+            "method": .string(request.head.method.rawValue),
+            "path": .string(request.path),
+            "rawPath": .string(request.rawPath),
+            "requestURI": .string(request.head.uri),
+            "query": request.query.map(JSON.string) ?? .string(""),
+            "headers": .object(headers),
+            "bodyLength": .int(length),
+            "bodySHA256": .string(digest),
+            "protocol": .string(connection.protocolName),
+            "clientCertificateCN": connection.clientCertificateCN.map(JSON.string) ?? .null,
+            "authenticatedBy": request.authenticatedBy.map(JSON.string) ?? .null,
+        ])
+        respond(status: .ok, json: json)
+    }
+
+    private func respondCreate(_ resource: Resource, namespace: String?) {
+        switch body {
+        case .tooLarge:
+            respond(status: .payloadTooLarge, json: Documents.status(code: 413, message: "request body too large"))
+        case .collect(let buffer, _):
+            do {
+                let json = try JSON.parse(buffer.readableBytesView)
+                let created = try core.store.create(resource, namespace: namespace, body: json)
+                respond(status: .created, json: created)
+            } catch StoreError.alreadyExists(let resource, let name) {
+                respond(status: .conflict, json: Documents.alreadyExists(resource, name: name))
+            } catch StoreError.invalid(let message) {
+                respond(status: .unprocessableEntity, json: Documents.status(code: 422, message: message))
+            } catch {
+                respond(status: .badRequest, json: Documents.status(code: 400, message: "invalid JSON body: \(error)"))
+            }
+        default:
+            respond(status: .internalServerError, json: Documents.status(code: 500, message: "no body state"))
+        }
+    }
+
+    // MARK: Streaming responses
+
+    private func startWatch(_ resource: Resource, namespace: String?, since: Int?, timeoutSeconds: Int?, table: Bool) {
+        guard let context else { return }
+        writeStreamingHead(status: .ok, contentType: "application/json")
+        let eventLoop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        let generation = self.generation
+        let (id, initial) = core.store.watch(resource, namespace: namespace, sinceResourceVersion: since) { event in
+            eventLoop.execute {
+                handler.value.deliver(event, resource: resource, table: table, generation: generation)
+            }
+        }
+        for event in initial {
+            writeWatchEvent(event, resource: resource, table: table)
+        }
+        context.flush()
+        var timeout: Scheduled<Void>?
+        if let timeoutSeconds, timeoutSeconds > 0 {
+            timeout = eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeoutSeconds))) { [self] in
+                if self.generation == generation { self.writeEnd() }
+            }
+        }
+        let store = core.store
+        streamCleanup = {
+            store.unwatch(id)
+            timeout?.cancel()
+        }
+    }
+
+    private func deliver(_ event: WatchEvent, resource: Resource, table: Bool, generation: Int) {
+        guard generation == self.generation, let context else { return }
+        writeWatchEvent(event, resource: resource, table: table)
+        context.flush()
+    }
+
+    private func writeWatchEvent(_ event: WatchEvent, resource: Resource, table: Bool) {
+        guard let context else { return }
+        var event = event
+        if table {
+            event.object = Documents.table(resource, objects: [event.object], resourceVersion: event.resourceVersion)
+        }
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: event.line)))), promise: nil)
+    }
+
+    private func pumpLargeList() {
+        guard let context, !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        var written = 0
+        while largeList != nil, context.channel.isWritable, written < 32 {
+            guard let chunk = largeList?.next(chunkSize: 32 << 10, allocator: context.channel.allocator) else {
+                largeList = nil
+                writeEnd()
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+            written += 1
+        }
+        if largeList != nil, context.channel.isWritable {
+            // Still writable after a batch: yield to the event loop, then carry on.
+            let generation = self.generation
+            context.eventLoop.assumeIsolated().execute { [self] in
+                if self.generation == generation { self.pumpLargeList() }
+            }
+        }
+    }
+
+    private func scheduleSlowChunk(_ index: Int, of total: Int, delay: TimeAmount, generation: Int) {
+        guard let context else { return }
+        if index > total {
+            writeEnd()
+            return
+        }
+        let task = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard self.generation == generation, let context = self.context else { return }
+            let line = "chunk \(index)/\(total)\n"
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: line)))), promise: nil)
+            self.scheduleSlowChunk(index + 1, of: total, delay: delay, generation: generation)
+        }
+        streamCleanup = { task.cancel() }
+    }
+
+    /// h2: HEADERS, then RST_STREAM(INTERNAL_ERROR). http/1.1: headers and a partial chunk, then the TCP connection
+    /// is closed underneath TLS (no close_notify, no terminating chunk).
+    private func resetResponse(context: ChannelHandlerContext) {
+        writeStreamingHead(status: .ok, contentType: "application/json")
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "{\"partial\":")))), promise: nil)
+        if isH2 {
+            if let codec = try? context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) {
+                codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.internalError)), promise: nil)
+            } else {
+                context.close(promise: nil)
+            }
+        } else if let ssl = try? context.pipeline.syncOperations.context(handlerType: NIOSSLServerHandler.self) {
+            ssl.close(promise: nil)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}
