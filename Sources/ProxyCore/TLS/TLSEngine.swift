@@ -193,25 +193,30 @@ public final class TLSEngine {
             guard result == .complete else { return result }
             if case .failed(let error) = flushPendingPlaintext() { return .failed(error) }
         }
+        // Records are decrypted straight into one new array per burst (no zero-fill, no per-byte copies):
+        // SSL_read is called until the array is full or OpenSSL wants more input.
         var appended = 0
         while appended < max {
-            // Plaintext still to come is at most what SSL holds decrypted plus the ciphertext not yet processed;
-            // sizing by it keeps the scratch tail small when little was fed (at least 1 byte, to learn WANT_READ).
-            let available = Int(SSL_pending(ssl)) + CProxy_BIO_pending(SSL_get_rbio(ssl))
-            let chunk = Swift.max(1, Swift.min(max - appended, 16 * 1024, available))
-            let start = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: chunk))
-            ERR_clear_error()
-            let n = buffer.withUnsafeMutableBufferPointer { out in
-                SSL_read(ssl, out.baseAddress! + start, Int32(chunk))
+            let want = Swift.min(max - appended, 64 * 1024)
+            var stopCode: Int32 = 1
+            let chunk = [UInt8](unsafeUninitializedCapacity: want) { out, count in
+                count = 0
+                while count < want {
+                    ERR_clear_error()
+                    let n = SSL_read(ssl, out.baseAddress! + count, Int32(want - count))
+                    if n <= 0 {
+                        stopCode = n
+                        return
+                    }
+                    count += Int(n)
+                }
             }
-            if n > 0 {
-                buffer.removeLast(chunk - Int(n))
-                appended += Int(n)
-                continue
+            if !chunk.isEmpty {
+                if buffer.isEmpty { buffer = chunk } else { buffer.append(contentsOf: chunk) }
+                appended += chunk.count
             }
-            buffer.removeLast(chunk)
-            let result = classify(returnCode: n)
+            if stopCode > 0 { continue }
+            let result = classify(returnCode: stopCode)
             if result == .needsInput, !pendingPlaintext.isEmpty {
                 // A renegotiation or key update that blocked an earlier write may have finished.
                 if case .failed(let error) = flushPendingPlaintext() { return .failed(error) }
