@@ -81,10 +81,13 @@ public final class CredentialStore: Sendable {
 
     public func stopWatching() {
         timer?.cancel()
+        // libdispatch traps on releasing a source that was never activated ("Release of an inactive object");
+        // activating a cancelled source runs no handler, and activating an active one does nothing.
+        timer?.activate()
     }
 
     deinit {
-        timer?.cancel()
+        stopWatching()
     }
 
     /// Re-reads the token file now; returns whether the token changed.
