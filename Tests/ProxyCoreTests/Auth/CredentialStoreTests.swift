@@ -95,6 +95,24 @@ import Testing
         #expect(Self.pairs(s.impersonation) == c.impersonation)
     }
 
+    /// client-go escapes extra keys for use in a header name (`headerKeyEscape`): every byte that is not a token
+    /// character, and `%`, becomes `%XX`. The apiserver unescapes them.
+    @Test(arguments: [
+        ("reason", "Impersonate-Extra-reason"),
+        ("example.com/team", "Impersonate-Extra-example.com%2Fteam"),
+        ("a b", "Impersonate-Extra-a%20b"),
+        ("100%", "Impersonate-Extra-100%25"),
+        ("k=v;x,y:z@w(1)", "Impersonate-Extra-k%3Dv%3Bx%2Cy%3Az%40w%281%29"),
+        ("!#$&'*+-.^_`|~", "Impersonate-Extra-!#$&'*+-.^_`|~"),
+        ("é", "Impersonate-Extra-%C3%A9"),
+    ])
+    func extraKeysAreEscapedLikeClientGo(_ key: String, _ header: String) throws {
+        let store = try CredentialStore(
+            credentials: StaticCredentials(impersonateUser: "u", impersonateExtra: [key: ["v"]]),
+            sendCredentials: true)
+        #expect(Self.pairs(store.current.impersonation) == ["Impersonate-User: u", "\(header): v"])
+    }
+
     // MARK: Token files
 
     @Test func tokenFileReadAtInit() throws {
