@@ -146,6 +146,35 @@ import Testing
                 "Authorization: Bearer cfg-token", "Impersonate-User: bob", "Impersonate-Group: g1",
                 "Impersonate-Group: g2", "Impersonate-Uid: u-1", "Impersonate-Extra-Reason: debug",
             ]),
+        // client-go tests `len(req.Header.Get(name)) != 0`: an empty client value counts as absent and is replaced.
+        Case(
+            note: "empty client Authorization does not stop the configured token",
+            client: ["Authorization: ", "User-Agent: u"], credentials: bearer,
+            upstream: ["User-Agent: u", "X-Forwarded-For: 127.0.0.1", "Authorization: Bearer cfg-token"]),
+        Case(
+            note: "empty client Impersonate-User does not disable configured impersonation",
+            client: ["Impersonate-User: ", "User-Agent: u"], credentials: impersonating,
+            upstream: [
+                "User-Agent: u", "X-Forwarded-For: 127.0.0.1", "Authorization: Bearer cfg-token",
+                "Impersonate-User: bob", "Impersonate-Group: g1", "Impersonate-Group: g2", "Impersonate-Uid: u-1",
+                "Impersonate-Extra-Reason: debug",
+            ]),
+        Case(
+            note: "configured uid replaces a client Impersonate-Uid (client-go Sets it)",
+            client: ["Impersonate-Uid: client-uid", "User-Agent: u"], credentials: impersonating,
+            upstream: [
+                "User-Agent: u", "X-Forwarded-For: 127.0.0.1", "Authorization: Bearer cfg-token",
+                "Impersonate-User: bob", "Impersonate-Group: g1", "Impersonate-Group: g2", "Impersonate-Uid: u-1",
+                "Impersonate-Extra-Reason: debug",
+            ]),
+        Case(
+            note: "client Impersonate-Uid kept when no uid is configured",
+            client: ["Impersonate-Uid: client-uid", "User-Agent: u"],
+            credentials: CredentialSnapshot(
+                authorization: nil, impersonation: HTTPHeaders([("Impersonate-User", "bob")])),
+            upstream: [
+                "Impersonate-Uid: client-uid", "User-Agent: u", "X-Forwarded-For: 127.0.0.1", "Impersonate-User: bob",
+            ]),
         Case(
             note: "upgrade keeps Upgrade and Connection: Upgrade only",
             client: ["Connection: Upgrade, X-Foo", "Upgrade: SPDY/3.1", "X-Foo: 1", "User-Agent: u"],
