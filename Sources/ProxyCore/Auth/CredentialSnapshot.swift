@@ -16,11 +16,18 @@ public struct CredentialSnapshot: Sendable, Equatable, CustomStringConvertible {
 
     /// Adds the credentials to a request, kubectl-style: a client's own `Authorization` wins, and a client's
     /// `Impersonate-User` replaces configured impersonation entirely.
+    ///
+    /// As in client-go (`len(req.Header.Get(name)) != 0`), an empty client value counts as absent and is replaced;
+    /// the configured user and uid replace the client's (`Header.Set`), groups and extras are added.
     func apply(to headers: inout HTTPHeaders) {
-        if let authorization, !headers.contains("authorization") {
-            headers.add(name: "Authorization", value: authorization)
+        if let authorization, (headers.first("authorization") ?? "").isEmpty {
+            headers.replaceOrAdd(name: "Authorization", value: authorization)
         }
-        if !impersonation.isEmpty && !headers.contains("impersonate-user") {
+        if !impersonation.isEmpty && (headers.first("impersonate-user") ?? "").isEmpty {
+            headers.remove(name: "impersonate-user")
+            if impersonation.contains("impersonate-uid") {
+                headers.remove(name: "impersonate-uid")
+            }
             for field in impersonation.fields {
                 headers.add(name: field.name, value: field.value)
             }

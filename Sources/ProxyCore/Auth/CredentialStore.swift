@@ -36,7 +36,7 @@ public final class CredentialStore: Sendable {
             }
             for (key, values) in credentials.impersonateExtra.sorted(by: { $0.key < $1.key }) {
                 for value in values {
-                    impersonation.add(name: "Impersonate-Extra-" + PercentEncoding.encodePath(key), value: value)
+                    impersonation.add(name: "Impersonate-Extra-" + Self.headerKeyEscape(key), value: value)
                 }
             }
         }
@@ -81,10 +81,13 @@ public final class CredentialStore: Sendable {
 
     public func stopWatching() {
         timer?.cancel()
+        // libdispatch traps on releasing a source that was never activated ("Release of an inactive object");
+        // activating a cancelled source runs no handler, and activating an active one does nothing.
+        timer?.activate()
     }
 
     deinit {
-        timer?.cancel()
+        stopWatching()
     }
 
     /// Re-reads the token file now; returns whether the token changed.
@@ -97,6 +100,31 @@ public final class CredentialStore: Sendable {
             snapshot.authorization = value
             return true
         }
+    }
+
+    /// client-go's escaping of an `Impersonate-Extra-` key: every byte that is not an RFC 9110 token character,
+    /// and `%` itself, becomes `%XX`, so the header name stays valid (`example.com/team` → `example.com%2Fteam`).
+    static func headerKeyEscape(_ key: String) -> String {
+        var out = ""
+        for b in key.utf8 {
+            let isTokenChar: Bool
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                isTokenChar = true
+            default:
+                isTokenChar = "!#$&'*+-.^_`|~".utf8.contains(b)
+            }
+            if isTokenChar {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            } else {
+                let hex = Array("0123456789ABCDEF".utf8)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(b >> 4)]))
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 15)]))
+            }
+        }
+        return out
     }
 
     static func readToken(_ path: String) throws(CredentialError) -> String {

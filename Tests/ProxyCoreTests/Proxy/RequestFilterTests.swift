@@ -1,0 +1,170 @@
+import Testing
+
+@testable import ProxyCore
+
+/// kubectl's `FilterServer` semantics (KUBECTL-PROXY.md §0.2, §0.3, §1.7), with proxyd's one deliberate difference:
+/// `Host: [::1]:8001` is accepted (kubernetes/kubernetes#77496).
+@Suite struct RequestFilterTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var method = "GET"
+        var path = "/api/v1/pods"
+        var host = "localhost:8001"
+        var accepted: Bool
+        var note: String
+        var testDescription: String { "\(note): \(method) \(path) Host=\(host) → \(accepted ? "accept" : "403")" }
+    }
+
+    static let defaultFilterCases: [Case] = [
+        // Hosts: the port is removed, any port passes.
+        Case(host: "localhost:8001", accepted: true, note: "localhost with port"),
+        Case(host: "localhost", accepted: true, note: "localhost without port"),
+        Case(host: "localhost:9999", accepted: true, note: "any port"),
+        Case(host: "127.0.0.1:1", accepted: true, note: "127.0.0.1 any port"),
+        Case(host: "127.0.0.1", accepted: true, note: "127.0.0.1 bare"),
+        Case(host: "localhost:", accepted: true, note: "empty port, as Go's SplitHostPort"),
+        Case(host: "[::1]:8001", accepted: true, note: "IPv6 loopback with port (deliberate fix of #77496)"),
+        Case(host: "[::1]", accepted: true, note: "bare bracketed IPv6 loopback"),
+        Case(host: "::1", accepted: false, note: "unbracketed IPv6 is ambiguous, used as is"),
+        Case(host: "LOCALHOST", accepted: false, note: "case-sensitive"),
+        Case(host: "LOCALHOST:8001", accepted: false, note: "case-sensitive with port"),
+        Case(host: "Localhost", accepted: false, note: "case-sensitive mixed"),
+        Case(host: "localhost.", accepted: false, note: "trailing dot"),
+        Case(host: "localhost.:8001", accepted: false, note: "trailing dot with port"),
+        Case(host: "127.0.0.1.nip.io", accepted: false, note: "DNS rebinding name"),
+        Case(host: "localhost.evil.com", accepted: false, note: "suffix"),
+        Case(host: "evil.localhost", accepted: false, note: "prefix"),
+        Case(host: "127a0b0c1", accepted: false, note: "dots are escaped in the default"),
+        Case(host: "", accepted: false, note: "empty Host"),
+        Case(host: "[::2]:8001", accepted: false, note: "other IPv6"),
+        Case(host: "[::1]x", accepted: false, note: "junk after bracket"),
+        Case(host: "example.com", accepted: false, note: "foreign host"),
+        Case(host: "127.0.0.1:8001:1", accepted: false, note: "two colons: used as is"),
+        // Default reject-paths: exec and attach, anchored only at the start.
+        Case(path: "/api/v1/namespaces/default/pods/foo/exec", accepted: false, note: "exec"),
+        Case(path: "/api/v1/namespaces/default/pods/foo/attach", accepted: false, note: "attach"),
+        Case(path: "/api/v1/namespaces/default/pods/foo/execfoo", accepted: false, note: "execfoo"),
+        Case(path: "/api/v1/namespaces/default/pods/foo/exec/", accepted: false, note: "exec/"),
+        Case(path: "/api/v1/pods/foo/exec", accepted: false, note: "cluster-scoped form"),
+        Case(path: "/api/v1/namespaces/default/pods/attachfoo", accepted: true, note: "pod named attachfoo"),
+        Case(path: "/api/v1/namespaces/default/pods/execfoo", accepted: true, note: "pod named execfoo"),
+        Case(path: "/api/v1/namespaces/default/pods/foo/portforward", accepted: true, note: "port-forward"),
+        Case(path: "/api/v1/namespaces/default/pods/foo/ephemeralcontainers", accepted: true, note: "ephemeral"),
+        Case(path: "/api/v1/nodes/n1/proxy/exec/default/foo/c", accepted: true, note: "kubelet exec via node proxy"),
+        Case(path: "/apis/apps/v1/namespaces/default/pods/foo/exec", accepted: true, note: "anchored at /api/"),
+        Case(path: "/custom/api/v1/namespaces/default/pods/foo/exec", accepted: true, note: "anchored at start"),
+        Case(path: "/", accepted: true, note: "root"),
+        Case(path: "", accepted: true, note: "empty path matches ^.*"),
+        // Default reject-methods `^$` rejects only the empty method.
+        Case(method: "POST", accepted: true, note: "POST"),
+        Case(method: "DELETE", accepted: true, note: "DELETE"),
+        Case(method: "", accepted: false, note: "empty method"),
+        // Order: reject-paths wins whatever the host.
+        Case(path: "/api/v1/namespaces/default/pods/foo/exec", host: "localhost", accepted: false, note: "good host"),
+    ]
+
+    @Test(arguments: defaultFilterCases)
+    func defaultFilter(_ c: Case) throws {
+        let filter = try RequestFilter()
+        #expect(filter.accepts(method: c.method, path: c.path, host: c.host) == c.accepted)
+    }
+
+    @Test func defaultsAreKubectls() {
+        #expect(RequestFilter.defaultAcceptHosts == #"^localhost$,^127\.0\.0\.1$,^\[::1\]$"#)
+        #expect(RequestFilter.defaultAcceptPaths == "^.*")
+        #expect(RequestFilter.defaultRejectPaths == "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach")
+        #expect(RequestFilter.defaultRejectMethods == "^$")
+    }
+
+    struct HostCase: Sendable, CustomTestStringConvertible {
+        var host: String
+        var expected: String
+        var testDescription: String { "\(host) → \(expected)" }
+    }
+
+    @Test(arguments: [
+        HostCase(host: "localhost:8001", expected: "localhost"),
+        HostCase(host: "localhost", expected: "localhost"),
+        HostCase(host: "localhost:", expected: "localhost"),
+        HostCase(host: "127.0.0.1:1", expected: "127.0.0.1"),
+        HostCase(host: "[::1]:8001", expected: "[::1]"),
+        HostCase(host: "[::1]", expected: "[::1]"),
+        HostCase(host: "[::1]:", expected: "[::1]"),
+        HostCase(host: "[::1]:80a", expected: "[::1]:80a"),
+        HostCase(host: "[::1", expected: "[::1"),
+        HostCase(host: "::1", expected: "::1"),
+        HostCase(host: "a:b:c", expected: "a:b:c"),
+        HostCase(host: "", expected: ""),
+    ])
+    func hostWithoutPort(_ c: HostCase) {
+        #expect(RequestFilter.hostWithoutPort(c.host) == c.expected)
+    }
+
+    struct CustomCase: Sendable, CustomTestStringConvertible {
+        var acceptHosts = RequestFilter.defaultAcceptHosts
+        var acceptPaths = RequestFilter.defaultAcceptPaths
+        var rejectPaths = RequestFilter.defaultRejectPaths
+        var rejectMethods = RequestFilter.defaultRejectMethods
+        var method = "GET"
+        var path = "/api/v1/pods"
+        var host = "localhost:8001"
+        var accepted: Bool
+        var note: String
+        var testDescription: String { note }
+    }
+
+    static let customCases: [CustomCase] = [
+        // Method patterns are unanchored and case-sensitive.
+        CustomCase(rejectMethods: "POST", method: "POST", accepted: false, note: "POST rejected"),
+        CustomCase(rejectMethods: "POST", method: "POSTX", accepted: false, note: "POSTX rejected by unanchored POST"),
+        CustomCase(rejectMethods: "POST", method: "XPOST", accepted: false, note: "XPOST rejected by unanchored POST"),
+        CustomCase(rejectMethods: "POST", method: "post", accepted: true, note: "lowercase post not rejected"),
+        CustomCase(rejectMethods: "POST", method: "GET", accepted: true, note: "GET passes POST pattern"),
+        CustomCase(rejectMethods: "^POST$,^DELETE$", method: "DELETE", accepted: false, note: "second of two"),
+        CustomCase(rejectMethods: "^POST$", method: "POSTX", accepted: true, note: "anchored pattern"),
+        CustomCase(rejectMethods: "", method: "", accepted: true, note: "empty reject-methods rejects nothing"),
+        // Empty lists match nothing.
+        CustomCase(acceptHosts: "", accepted: false, note: "empty accept-hosts matches nothing"),
+        CustomCase(acceptPaths: "", accepted: false, note: "empty accept-paths matches nothing"),
+        CustomCase(rejectPaths: "", path: "/api/v1/namespaces/d/pods/p/exec", accepted: true,
+                   note: "empty reject-paths lets exec through"),
+        // Order: reject-paths before reject-methods before accept-paths AND accept-hosts.
+        CustomCase(acceptHosts: ".*", acceptPaths: ".*", rejectPaths: "secret", method: "GET", path: "/secret",
+                   host: "anything", accepted: false, note: "reject-paths beats accept lists"),
+        CustomCase(acceptHosts: ".*", acceptPaths: ".*", rejectPaths: "", rejectMethods: "GET", host: "x",
+                   accepted: false, note: "reject-methods beats accept lists"),
+        CustomCase(acceptHosts: "^localhost$", acceptPaths: "^/api/", path: "/apis/x", accepted: false,
+                   note: "path must match too"),
+        CustomCase(acceptHosts: "^nothere$", acceptPaths: "^/api/", path: "/api/x", accepted: false,
+                   note: "host must match too"),
+        CustomCase(acceptHosts: "^localhost$", acceptPaths: "^/api/,^/version$", path: "/version", accepted: true,
+                   note: "any of several accept-paths"),
+        CustomCase(acceptHosts: "local", host: "notlocalhost:1", accepted: true, note: "unanchored host pattern"),
+        CustomCase(acceptHosts: "^example\\.com$", host: "example.com:443", accepted: true, note: "custom host"),
+    ]
+
+    @Test(arguments: customCases)
+    func customFilter(_ c: CustomCase) throws {
+        let filter = try RequestFilter(
+            acceptHosts: c.acceptHosts, acceptPaths: c.acceptPaths, rejectPaths: c.rejectPaths,
+            rejectMethods: c.rejectMethods)
+        #expect(filter.accepts(method: c.method, path: c.path, host: c.host) == c.accepted)
+    }
+
+    @Test func invalidPatternNamesFlagAndPattern() {
+        #expect {
+            _ = try RequestFilter(rejectPaths: "^/ok,^/api/(unclosed")
+        } throws: { error in
+            guard let e = error as? FilterError else { return false }
+            return e.flag == "reject-paths" && e.pattern == "^/api/(unclosed"
+                && e.description.hasPrefix("--reject-paths: error compiling regular expression \"^/api/(unclosed\": ")
+        }
+    }
+
+    @Test func invalidMethodPatternNamesItsFlag() {
+        #expect {
+            _ = try RequestFilter(rejectMethods: "[")
+        } throws: { error in
+            (error as? FilterError)?.flag == "reject-methods"
+        }
+    }
+}
