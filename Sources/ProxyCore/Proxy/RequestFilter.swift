@@ -82,7 +82,8 @@ struct PatternList: @unchecked Sendable {  // NSRegularExpression is immutable a
         }
         var out: [NSRegularExpression] = []
         for part in list.split(separator: ",", omittingEmptySubsequences: false) {
-            let pattern = String(part)
+            // An empty element (a trailing comma) matches everything, as an empty RE2 pattern does in kubectl.
+            let pattern = part.isEmpty ? "(?:)" : String(part)
             do {
                 out.append(try NSRegularExpression(pattern: pattern))
             } catch {

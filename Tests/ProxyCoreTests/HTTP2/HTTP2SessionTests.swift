@@ -4,7 +4,7 @@ import Testing
 
 /// Client `HTTP2Session` against an in-memory nghttp2 server (`TestH2Server`).
 @Suite struct HTTP2SessionTests {
-    private func makeClient(_ delegate: RecordingDelegate, streamWindow: Int32 = 1 << 20,
+    private func makeClient(_ delegate: RecordingSessionDelegate, streamWindow: Int32 = 1 << 20,
                             connectionWindow: Int32 = 16 << 20) throws -> HTTP2Session {
         try HTTP2Session(delegate: delegate, streamWindow: streamWindow, connectionWindow: connectionWindow)
     }
@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func getRoundTripWithHeadersAndData() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in
@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test func teTrailersIsKeptAndNamesAreLowercased() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         var headers = HTTPHeaders()
@@ -84,7 +84,7 @@ import Testing
     }
 
     @Test func invalidHeaderValueIsRejected() throws {
-        let client = try makeClient(RecordingDelegate())
+        let client = try makeClient(RecordingSessionDelegate())
         var headers = HTTPHeaders()
         headers.add(name: "x-injected", value: "a\r\nevil: 1")
         #expect(throws: HTTP2Error.self) { try get(client, headers: headers) }
@@ -93,7 +93,7 @@ import Testing
     }
 
     @Test func fiftyConcurrentStreamsOnOneSession() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         var ids: [Int32] = []
@@ -123,7 +123,7 @@ import Testing
     }
 
     @Test func eightMiBRequestBodyStreamedWithDeferredAndResume() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in server.respond(stream: id, status: "201", body: Array("ok".utf8)) }
@@ -169,7 +169,7 @@ import Testing
     }
 
     @Test func emptyBodyWithEndBodyOnly() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in server.respond(stream: id, status: "204") }
@@ -187,7 +187,7 @@ import Testing
 
     @Test func flowControlHoldsTheServerAtTheStreamWindowUntilConsume() throws {
         let window: Int32 = 64 * 1024
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         delegate.autoConsume = false
         delegate.keepBodies = false
         let client = try makeClient(delegate, streamWindow: window)
@@ -218,7 +218,7 @@ import Testing
     }
 
     @Test func rstStreamFromServerClosesWithItsErrorCode() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in server.sendHeaders(stream: id, [(":status", "200")]) }
@@ -238,7 +238,7 @@ import Testing
     }
 
     @Test func goAwayFromServerStopsNewStreamsAndRefusesLaterOnes() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         let first = try get(client)
@@ -264,7 +264,7 @@ import Testing
     }
 
     @Test func pingIsAcknowledged() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         try pump(client, server)
@@ -275,7 +275,7 @@ import Testing
     }
 
     @Test func remoteMaxConcurrentStreamsSeenAfterSettings() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server(settings: [(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 3)])
         #expect(client.remoteMaxConcurrentStreams == 100)
@@ -291,7 +291,7 @@ import Testing
     }
 
     @Test func unlimitedRemoteConcurrencyIsCappedTo100() throws {
-        let client = try makeClient(RecordingDelegate())
+        let client = try makeClient(RecordingSessionDelegate())
         let server = TestH2Server()   // announces no MAX_CONCURRENT_STREAMS: unlimited
         try pump(client, server)
         #expect(client.remoteMaxConcurrentStreams == 100)
@@ -299,7 +299,7 @@ import Testing
 
     @Test func clientResetMidResponseReleasesConnectionWindow() throws {
         let connectionWindow: Int32 = 1 << 20
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         delegate.autoConsume = false
         delegate.keepBodies = false
         let client = try makeClient(delegate, streamWindow: connectionWindow, connectionWindow: connectionWindow)
@@ -337,7 +337,7 @@ import Testing
     }
 
     @Test func resetBeforeHeadersAreSentStillClosesTheStream() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         try pump(client, server)
@@ -351,7 +351,7 @@ import Testing
     }
 
     @Test func delegateMayResetAndSubmitFromCallbacks() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         // Stream 1 cannot finish within one window, so it is still open when its head is delivered.
@@ -377,7 +377,7 @@ import Testing
     }
 
     @Test func resetAfterTheStreamAlreadyEndedSuppressesTheRest() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in server.respond(stream: id, body: Self.pattern(1000)) }
@@ -392,7 +392,7 @@ import Testing
     }
 
     @Test func interimHeadsIgnoredAndTrailersDropped() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in
@@ -412,7 +412,7 @@ import Testing
     }
 
     @Test func responseWithoutStatusIsResetWithProtocolError() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         server.onRequestEnd = { server, id in
@@ -428,7 +428,7 @@ import Testing
     }
 
     @Test func oversizedResponseHeadersResetOnlyThatStream() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         // An HPACK "bomb": one 3 KB field, then 94 one-byte references to it in the dynamic table. Small on the
@@ -450,7 +450,7 @@ import Testing
     }
 
     @Test func continuationFloodIsFatalButDoesNotCrash() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         // 300 KB of distinct, unindexable header data: more CONTINUATION frames than nghttp2 accepts.
@@ -468,7 +468,7 @@ import Testing
     }
 
     @Test func garbageInputThrowsAndClosesStreams() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let id = try get(client)
         _ = client.takeOutput()
@@ -486,7 +486,7 @@ import Testing
     }
 
     @Test func randomBytesAfterHandshakeThrow() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         try pump(client, server)
@@ -503,7 +503,7 @@ import Testing
     }
 
     @Test func localGoAwayLetsStreamsInFlightFinish() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let server = TestH2Server()
         let id = try get(client)
@@ -519,7 +519,7 @@ import Testing
     }
 
     @Test func abortAllStreamsClosesEveryOpenStream() throws {
-        let delegate = RecordingDelegate()
+        let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
         let a = try get(client), b = try get(client)
         client.abortAllStreams()
@@ -530,7 +530,7 @@ import Testing
     }
 
     @Test func invalidWindowThrows() {
-        #expect(throws: HTTP2Error.self) { try HTTP2Session(delegate: RecordingDelegate(), streamWindow: 0) }
+        #expect(throws: HTTP2Error.self) { try HTTP2Session(delegate: RecordingSessionDelegate(), streamWindow: 0) }
     }
 
     @Test func errorDescriptionNamesFunctionAndText() {

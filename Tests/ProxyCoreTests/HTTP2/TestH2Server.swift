@@ -197,7 +197,7 @@ struct Checksum: Equatable {
 }
 
 /// Records every delegate event, per stream and in order.
-final class RecordingDelegate: HTTP2SessionDelegate {
+final class RecordingSessionDelegate: HTTP2SessionDelegate {
     var heads: [Int32: (status: Int, headers: HTTPHeaders)] = [:]
     var headCount: [Int32: Int] = [:]
     var bodies: [Int32: [UInt8]] = [:]
