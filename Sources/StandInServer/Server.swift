@@ -66,11 +66,13 @@ final class ServerCore: Sendable {
     }
 
     var stats: StandInStats {
-        mutable.withLock { state in
+        var stats = mutable.withLock { state in
             var stats = state.stats
             stats.activeConnections = state.connections.count
             return stats
         }
+        stats.activeWatches = store.watcherCount
+        return stats
     }
 
     func resetStats() {

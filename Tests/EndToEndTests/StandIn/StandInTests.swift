@@ -183,6 +183,11 @@ struct StandInTests {
             let event3 = try jsonObject(try await watch.nextLine())
             #expect(event3["type"] as? String == "DELETED")
             #expect(((event3["object"] as? [String: Any])?["metadata"] as? [String: Any])?["name"] as? String == "first")
+
+            // The client going away ends the watch on the stand-in.
+            #expect(fixture.standIn.stats.activeWatches == 1)
+            watch.terminate()
+            try await eventually { fixture.standIn.stats.activeWatches == 0 }
         }
     }
 
@@ -353,6 +358,15 @@ struct StandInTests {
 }
 
 // MARK: - Helpers
+
+/// Polls `condition` every 20 ms until it holds, failing after `timeout`.
+private func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
 
 private func jsonObject(_ text: String) throws -> [String: Any] {
     guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
@@ -553,8 +567,9 @@ private final class LineStream {
         return process.terminationStatus
     }
 
-    /// Sends SIGTERM; the process is reaped in the background (no blocking of the test's thread).
+    /// Kills the process with SIGKILL (a test runner may leave SIGTERM blocked or ignored in its children); it is
+    /// reaped in the background, so the test's thread never blocks.
     func terminate() {
-        if process.isRunning { process.terminate() }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
