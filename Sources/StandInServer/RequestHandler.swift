@@ -475,6 +475,15 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .tooLarge:
             respond(status: .payloadTooLarge, json: Documents.status(code: 413, message: "request body too large"))
         case .collect(let buffer, _):
+            let contentType = request?.head.headers.first(name: "content-type")?.lowercased() ?? "application/json"
+            // Protobuf (kubectl's default for built-in types) and CBOR are not implemented; anything else is parsed as JSON.
+            guard !contentType.contains("protobuf"), !contentType.contains("cbor") else {
+                respond(
+                    status: .unsupportedMediaType,
+                    json: Documents.status(code: 415, message: "the stand-in only accepts JSON bodies, not \(contentType)")
+                )
+                return
+            }
             do {
                 let json = try JSON.parse(buffer.readableBytesView)
                 let created = try core.store.create(resource, namespace: namespace, body: json)

@@ -49,6 +49,8 @@ final class ServerCore: Sendable {
         tls.certificateVerification = .optionalVerification
         tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(pki.caPEM.utf8), format: .pem)])
         tls.sendCANameList = true
+        // How long a closing connection waits for the peer's close_notify (bounds stop() and restart()).
+        tls.shutdownTimeout = .seconds(1)
         self.sslContext = try NIOSSLContext(configuration: tls)
         self.mutable = Locked(Mutable(tokens: Set(configuration.tokens)))
     }
@@ -64,11 +66,13 @@ final class ServerCore: Sendable {
     }
 
     var stats: StandInStats {
-        mutable.withLock { state in
+        var stats = mutable.withLock { state in
             var stats = state.stats
             stats.activeConnections = state.connections.count
             return stats
         }
+        stats.activeWatches = store.watcherCount
+        return stats
     }
 
     func resetStats() {
@@ -119,14 +123,15 @@ final class ServerCore: Sendable {
 
     /// Stops listening and closes every connection (abruptly for TLS: no graceful close_notify wait).
     func closeAll() async {
-        let (server, connections) = mutable.withLock { state -> ((any Channel)?, [any Channel]) in
-            let server = state.serverChannel
-            state.serverChannel = nil
-            return (server, state.connections.values.map(\.channel))
+        let server = mutable.withLock { state -> (any Channel)? in
+            defer { state.serverChannel = nil }
+            return state.serverChannel
         }
         if let server {
             try? await server.close()
         }
+        // Snapshot after the listener is gone, so no connection accepted meanwhile is missed.
+        let connections = mutable.withLock { $0.connections.values.map(\.channel) }
         for connection in connections {
             connection.close(promise: nil)
         }

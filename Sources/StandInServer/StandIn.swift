@@ -37,6 +37,8 @@ public struct StandInStats: Sendable, Equatable {
     public var h1Connections = 0
     /// HTTP/2 streams plus HTTP/1.1 requests.
     public var streamsOpened = 0
+    /// Watches currently streaming (a gauge: lets a test see that a client's disconnect reached the stand-in).
+    public var activeWatches = 0
     /// GOAWAY frames sent by `sendGoAway()` (one per HTTP/2 connection open at the time).
     public var goAwaysSent = 0
     /// Requests per decoded path (query excluded).
@@ -48,6 +50,7 @@ public struct StandInStats: Sendable, Equatable {
         .obj([
             "tcpConnectionsAccepted": .int(tcpConnectionsAccepted),
             "activeConnections": .int(activeConnections),
+            "activeWatches": .int(activeWatches),
             "h2Connections": .int(h2Connections),
             "h1Connections": .int(h1Connections),
             "streamsOpened": .int(streamsOpened),

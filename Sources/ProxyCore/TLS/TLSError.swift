@@ -31,7 +31,7 @@ public struct TLSError: Error, CustomStringConvertible, Equatable, Sendable {
             switch base {
             case .invalidConfiguration: "invalid TLS configuration"
             case .handshakeFailed: "TLS handshake failed"
-            case .certificateVerificationFailed: "TLS certificate verification failed"
+            case .certificateVerificationFailed: "TLS handshake failed"
             case .protocolError: "TLS protocol error"
             case .unexpectedEOF: "TLS connection ended unexpectedly"
             case .internalError: "TLS internal error"
