@@ -34,7 +34,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case watch(Resource, namespace: String?, since: Int?, timeoutSeconds: Int?)
         case large(bytes: Int)
         case slow(delayMilliseconds: Int, chunks: Int)
-        case reset
+        case reset(beforeHeaders: Bool)
         case goAway
         case redirect
         case stats
@@ -311,7 +311,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let chunks = request.params["chunks"].flatMap { Int($0) } ?? 5
             return getOnly(method, .slow(delayMilliseconds: max(0, delay), chunks: max(0, chunks)))
         case "reset" where rest.count == 1:
-            return getOnly(method, .reset)
+            return getOnly(method, .reset(beforeHeaders: request.params["before"] == "headers"))
         case "stats" where rest.count == 1:
             return getOnly(method, .stats)
         case "goaway" where rest.count == 1:
@@ -374,8 +374,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             writeStreamingHead(status: .ok, contentType: "text/plain; charset=utf-8")
             context.flush()
             scheduleSlowChunk(1, of: chunks, delay: .milliseconds(Int64(delay)), generation: generation)
-        case .reset:
-            resetResponse(context: context)
+        case .reset(let beforeHeaders):
+            resetResponse(context: context, beforeHeaders: beforeHeaders)
         }
     }
 
@@ -584,10 +584,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// h2: HEADERS, then RST_STREAM(INTERNAL_ERROR). http/1.1: headers and a partial chunk, then the TCP connection
-    /// is closed underneath TLS (no close_notify, no terminating chunk).
-    private func resetResponse(context: ChannelHandlerContext) {
-        writeStreamingHead(status: .ok, contentType: "application/json")
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "{\"partial\":")))), promise: nil)
+    /// is closed underneath TLS (no close_notify, no terminating chunk). With `beforeHeaders` (`?before=headers`)
+    /// nothing of the response is sent before the reset.
+    private func resetResponse(context: ChannelHandlerContext, beforeHeaders: Bool) {
+        if !beforeHeaders {
+            writeStreamingHead(status: .ok, contentType: "application/json")
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "{\"partial\":")))), promise: nil)
+        }
         if isH2 {
             if let codec = try? context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) {
                 codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.internalError)), promise: nil)

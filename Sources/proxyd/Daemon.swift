@@ -23,6 +23,13 @@ enum Daemon {
         FileHandle.standardOutput.write(Data(announcement.utf8))
         SystemdActivation.notify("READY=1")
 
+        // A parent (a test runner, some supervisors) may have blocked these in the inherited mask.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGTERM)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGHUP)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         let signalQueue = DispatchQueue(label: "proxyd.signals")
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {

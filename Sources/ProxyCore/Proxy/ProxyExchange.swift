@@ -136,6 +136,11 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         connection.write(
             HTTP1Serializer.responseHead(HTTPResponseHead(status: status, reason: "", version: .http1_1, headers: headers)))
+        if bodyless {
+            // The response is complete with its head; whatever the upstream still does with the stream is moot.
+            stream?.detach()
+            complete()
+        }
     }
 
     func upstreamDidReceiveBody(_ bytes: [UInt8]) {

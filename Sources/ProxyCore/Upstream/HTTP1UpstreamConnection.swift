@@ -112,8 +112,9 @@ final class HTTP1UpstreamConnection {
                 }
                 stream.handler?.upstreamDidReceiveHead(status: head.status, headers: head.headers)
             case .body(let slice):
+                guard let handler = stream.handler else { continue }  // detached: nothing to deliver
                 outstanding += slice.count
-                stream.handler?.upstreamDidReceiveBody(Array(slice))
+                handler.upstreamDidReceiveBody(Array(slice))
                 if !readPaused && outstanding > Self.readHighWater {
                     readPaused = true
                     transport.pauseReading()

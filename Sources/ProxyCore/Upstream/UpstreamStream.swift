@@ -109,6 +109,12 @@ final class UpstreamStream {
         }
     }
 
+    /// The client side needs nothing more (a bodyless response is complete): keep the exchange running to its
+    /// natural end upstream, but deliver nothing. Any body bytes are given back to flow control at once.
+    func detach() {
+        handler = nil
+    }
+
     /// Hands over what was queued while waiting; called once a connection took the stream.
     func takePendingBody() -> (chunks: [[UInt8]], ended: Bool) {
         let out = (pendingBody, pendingEnd)

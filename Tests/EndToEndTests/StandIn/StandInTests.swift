@@ -343,7 +343,7 @@ struct StandInTests {
 
             let watch = try fixture.stream(
                 ["--kubeconfig", kubeconfig, "--request-timeout", "30s", "get", "pods", "-w", "--no-headers"],
-                executable: "/usr/bin/kubectl"
+                executable: Tool.path("kubectl") ?? "/usr/bin/kubectl"
             )
             defer { watch.terminate() }
             var seen: Set<String> = []
@@ -380,7 +380,7 @@ private struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-private struct CommandResult {
+private struct StandInCommandResult {
     var exitCode: Int32
     var stdout: String
     var stderr: String
@@ -444,12 +444,12 @@ private struct Fixture {
         return base + arguments
     }
 
-    func curl(_ arguments: [String], token: String? = "standin-token") async throws -> CommandResult {
+    func curl(_ arguments: [String], token: String? = "standin-token") async throws -> StandInCommandResult {
         try await run("/usr/bin/curl", curlArguments(arguments, token: token))
     }
 
-    func kubectl(_ arguments: [String]) async throws -> CommandResult {
-        try await run("/usr/bin/kubectl", ["--request-timeout", "20s"] + arguments)
+    func kubectl(_ arguments: [String]) async throws -> StandInCommandResult {
+        try await run(Tool.path("kubectl") ?? "/usr/bin/kubectl", ["--request-timeout", "20s"] + arguments)
     }
 
     func stream(_ arguments: [String], executable: String = "/usr/bin/curl") throws -> LineStream {
@@ -457,7 +457,7 @@ private struct Fixture {
         return try LineStream(executable: executable, arguments: args)
     }
 
-    func run(_ executable: String, _ arguments: [String]) async throws -> CommandResult {
+    func run(_ executable: String, _ arguments: [String]) async throws -> StandInCommandResult {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 let process = Process()
@@ -486,7 +486,7 @@ private struct Fixture {
                 let stdout = out.fileHandleForReading.readDataToEndOfFile()
                 group.wait()
                 process.waitUntilExit()
-                continuation.resume(returning: CommandResult(
+                continuation.resume(returning: StandInCommandResult(
                     exitCode: process.terminationStatus,
                     stdout: String(decoding: stdout, as: UTF8.self),
                     stderr: String(decoding: stderr.withLock { $0 }, as: UTF8.self)
