@@ -41,7 +41,18 @@ enum Daemon {
             source.resume()
             sources.append(source)
         }
-        withExtendedLifetime(sources) {
+        var watchdog: (any DispatchSourceTimer)?
+        if let interval = SystemdActivation.watchdogInterval(environment: ProcessInfo.processInfo.environment) {
+            let timer = DispatchSource.makeTimerSource(queue: signalQueue)
+            let micros = Int(interval.components.seconds) * 1_000_000 + Int(interval.components.attoseconds / 1_000_000_000_000)
+            timer.schedule(deadline: .now(), repeating: .microseconds(micros))
+            timer.setEventHandler {
+                server.whenLoopsResponsive { SystemdActivation.notify("WATCHDOG=1") }
+            }
+            timer.resume()
+            watchdog = timer
+        }
+        withExtendedLifetime((sources, watchdog)) {
             dispatchMain()
         }
     }

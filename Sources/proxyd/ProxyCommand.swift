@@ -121,7 +121,9 @@ struct ProxyCommand: ParsableCommand {
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProxyCommand.logLevel(forVerbosity: verbosity)
+            var level = ProxyCommand.logLevel(forVerbosity: verbosity)
+            if accessLog && level > .info { level = .info }  // access lines are logged at info
+            handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "proxyd")
@@ -174,6 +176,19 @@ struct ProxyCommand: ParsableCommand {
                 explicitPath: kubeconfig, environment: environment, selection: selection, overrides: overrides)
         } catch {
             throw StartupError(message: "\(error)")
+        }
+        // Fail clearly rather than proxy with fewer credentials than kubectl would send.
+        if let exec = upstream.credentials.exec {
+            throw StartupError(
+                message: "the kubeconfig user uses an exec credential plugin (\(exec.command)), which this proxyd version does not support yet; use a token, token file or client certificate")
+        }
+        if let provider = upstream.credentials.authProvider {
+            throw StartupError(
+                message: "the kubeconfig user uses the auth-provider \"\(provider)\", which proxyd does not support; use an exec plugin or a token")
+        }
+        if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty {
+            throw StartupError(
+                message: "the kubeconfig cluster sets proxy-url (\(proxyURL)), which this proxyd version does not support yet")
         }
         if !upstream.basePath.isEmpty && !appendServerPath {
             logger.warning(

@@ -200,7 +200,7 @@ final class ClientConnection: StreamConnectionDelegate {
         current = nil
         readPausedForBody = false
         applyReadPausing()
-        if !keepAlive || (clientEOF && pendingEvents.isEmpty) {
+        if !keepAlive || context.draining || (clientEOF && pendingEvents.isEmpty) {
             finishAfterFlush()
             return
         }

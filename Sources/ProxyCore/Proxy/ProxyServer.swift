@@ -124,7 +124,16 @@ public final class ProxyServer: Sendable {
         var bound: [Listener] = []
         switch configuration.listen {
         case .tcp(let address, let port):
-            bound.append(try Listener.bindTCP(host: address, port: port))
+            if address == "0.0.0.0" {
+                // Like Go's net.Listen: all addresses means both stacks ("[::]:port"), IPv4 only without IPv6.
+                if let dual = try? Listener.bindTCP(host: "::", port: port) {
+                    bound.append(dual)
+                } else {
+                    bound.append(try Listener.bindTCP(host: address, port: port))
+                }
+            } else {
+                bound.append(try Listener.bindTCP(host: address, port: port))
+            }
         case .unix(let path):
             bound.append(try Listener.bindUnix(path: path))
         case .inherited(let fds):
@@ -147,6 +156,17 @@ public final class ProxyServer: Sendable {
         return bound.map(\.localAddress)
     }
 
+    /// Runs `action` once every event loop has run a task queued now: a liveness probe for the systemd watchdog
+    /// (a stuck loop means no call).
+    public func whenLoopsResponsive(_ action: @escaping @Sendable () -> Void) {
+        let group = DispatchGroup()
+        for context in contexts.values {
+            group.enter()
+            context.loop.execute { group.leave() }
+        }
+        group.notify(queue: .global(), execute: action)
+    }
+
     /// Graceful stop: stop accepting, let in-flight exchanges finish (up to `drainTimeout`), then close the rest.
     /// `completion` runs once everything is closed (on an arbitrary queue).
     public func shutdown(completion: @escaping @Sendable () -> Void) {
@@ -155,9 +175,9 @@ public final class ProxyServer: Sendable {
             l = []
             return out
         }
-        for listener in bound { listener.close() }
         shared.credentials.stopWatching()
-        let remaining = Mutex(contexts.count)
+        // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes).
+        let remaining = Mutex(contexts.count + bound.count)
         let done = Mutex(false)
         let finish: @Sendable () -> Void = {
             let first = done.withLock { d in
@@ -168,6 +188,15 @@ public final class ProxyServer: Sendable {
             if first { completion() }
         }
         let deadline = configuration.drainTimeout
+        for listener in bound {
+            listener.close {
+                let left = remaining.withLock { r in
+                    r -= 1
+                    return r
+                }
+                if left == 0 { finish() }
+            }
+        }
         for context in contexts.values {
             context.loop.execute {
                 context.onIdle = {
@@ -180,7 +209,7 @@ public final class ProxyServer: Sendable {
                 context.drain()
             }
         }
-        if contexts.isEmpty { finish() }
+        if contexts.isEmpty && bound.isEmpty { finish() }
         let nanos = Int(deadline.components.seconds) * 1_000_000_000
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanos)) { [contexts] in
             for context in contexts.values {

@@ -1,0 +1,41 @@
+/// Accepts the argument spellings kubectl (pflag) accepts and swift-argument-parser does not:
+/// `--flag=true|false` for boolean flags, `--option=` with an empty value, and `-v3`.
+enum KubectlArguments {
+    static let booleanFlags: Set<String> = [
+        "--disable-filter", "--append-server-path", "--insecure-skip-tls-verify", "--access-log",
+    ]
+
+    static func normalize(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var passthrough = false
+        for argument in arguments {
+            if passthrough || argument == "--" {
+                passthrough = true
+                out.append(argument)
+                continue
+            }
+            if let eq = argument.firstIndex(of: "="), argument.hasPrefix("--") {
+                let name = String(argument[..<eq])
+                let value = String(argument[argument.index(after: eq)...])
+                if booleanFlags.contains(name) {
+                    switch value.lowercased() {
+                    case "true", "1", "t": out.append(name)
+                    case "false", "0", "f": break
+                    default: out.append(argument)  // let the parser report it
+                    }
+                    continue
+                }
+                if value.isEmpty {
+                    out += [name, ""]
+                    continue
+                }
+            }
+            if argument.hasPrefix("-v"), argument.count > 2, argument.dropFirst(2).allSatisfy(\.isNumber) {
+                out += ["-v", String(argument.dropFirst(2))]
+                continue
+            }
+            out.append(argument)
+        }
+        return out
+    }
+}

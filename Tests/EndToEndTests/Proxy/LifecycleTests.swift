@@ -1,0 +1,97 @@
+import Foundation
+import StandInServer
+import Testing
+
+/// Process lifecycle and kubectl-compatible command-line forms, through the built binary.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct LifecycleTests {
+    @Test func sigtermDrainsInFlightRequestsThenExits() async throws {
+        let h = try await Harness.start()
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /standin/slow?delayMs=300&chunks=3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        _ = client.read(until: "chunk 1/3")
+        h.proxy.child.terminate()
+        // The in-flight response still completes...
+        let rest = client.read(until: "0\r\n\r\n")
+        #expect(rest.contains("chunk 3/3"))
+        // ...and then the process exits cleanly.
+        #expect(try await h.proxy.child.waitForExit() == 0)
+        try? await h.standIn.stop()
+    }
+
+    @Test func unixSocketIsPrivateAndRemovedOnExit() async throws {
+        let dir = try TempDirectory.make()
+        let socketPath = dir.appendingPathComponent("proxyd.sock").path
+        let h = try await Harness.start(proxyArguments: ["--unix-socket=\(socketPath)"])
+        #expect(h.proxy.address == socketPath)
+        let attributes = try FileManager.default.attributesOfItem(atPath: socketPath)
+        #expect((attributes[.posixPermissions] as? Int) == 0o700)
+        let r = try await Tool.curl(["--unix-socket", socketPath, "-o", "/dev/null", "-w", "%{http_code}", "http://localhost/api"])
+        #expect(r.text == "200")
+        h.proxy.child.terminate()
+        #expect(try await h.proxy.child.waitForExit() == 0)
+        #expect(!FileManager.default.fileExists(atPath: socketPath))
+        try? await h.standIn.stop()
+    }
+
+    @Test func kubectlStyleBooleanAndEmptyValuesAreAccepted() async throws {
+        // --reject-paths= (empty) relaxes the exec rule, --disable-filter=false keeps the filter, -v3 is a level.
+        let h = try await Harness.start(proxyArguments: ["--reject-paths=", "--disable-filter=false", "-v3"])
+        let exec = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "\(h.url)/api/v1/namespaces/default/pods/p/exec"])
+        #expect(exec.text == "404")  // reached the stand-in, which has no such object
+        let evil = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example", "\(h.url)/api"])
+        #expect(evil.text == "403")
+        await h.stop()
+        let open = try await Harness.start(proxyArguments: ["--disable-filter=true"])
+        let any = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example", "\(open.url)/api"])
+        #expect(any.text == "200")
+        #expect(open.proxy.child.stderr.contains("Request filter disabled"))
+        await open.stop()
+    }
+
+    @Test func accessLogWritesOneLinePerRequest() async throws {
+        let h = try await Harness.start(proxyArguments: ["--access-log"])
+        _ = try await Tool.curl(["-o", "/dev/null", "\(h.url)/api?probe=1"])
+        _ = try await Tool.curl(["-o", "/dev/null", "\(h.url)/api/v1/namespaces/default/pods/x/exec"])
+        try await Task.sleep(for: .milliseconds(200))
+        let log = h.proxy.child.stderr
+        #expect(log.contains("\"GET /api?probe=1\" 200"))
+        #expect(log.contains("/exec\" 403"))
+        #expect(!log.contains("standin-token"))
+        await h.stop()
+    }
+
+    @Test func allAddressesListenOnBothStacks() async throws {
+        let h = try await Harness.start(proxyArguments: ["--address=0.0.0.0"])
+        #expect(h.proxy.address.hasPrefix("[::]:"))
+        for host in ["127.0.0.1", "[::1]"] {
+            let r = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: localhost", "http://\(host):\(h.proxy.port)/api"])
+            #expect(r.text == "200")
+        }
+        await h.stop()
+    }
+
+    @Test func unsupportedExecPluginFailsClearly() async throws {
+        let h = try await Harness.start()  // only for a server URL and CA
+        let path = h.directory.appendingPathComponent("exec-config").path
+        try """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: c
+              cluster: {server: "\(h.standIn.url)", certificate-authority: "\(h.directory.path)/ca.crt"}
+            users:
+            - name: u
+              user:
+                exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/true, interactiveMode: Never}
+            contexts:
+            - name: x
+              context: {cluster: c, user: u}
+            current-context: x
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let child = try ChildProcess(executable: BuildProducts.proxyd, arguments: ["--kubeconfig", path, "--port=0"])
+        #expect(try await child.waitForExit() == 1)
+        #expect(child.stderr.contains("exec credential plugin"))
+        await h.stop()
+    }
+}
