@@ -169,6 +169,10 @@ public final class Listener: @unchecked Sendable {
                 var peer = SockAddr()
                 peer.storage = storage
                 peer.length = length
+                if peer.family == AF_INET || peer.family == AF_INET6 {
+                    // Responses are written as head + body pieces: never let Nagle hold one back for an ACK.
+                    try? Posix.setsockopt(fd: newFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+                }
                 onAccept(newFD, peer.socketAddress, group.next())
                 guard state == .started else { return }     // closed from the callback
             case .success(.wouldBlock):

@@ -29,8 +29,14 @@ final class ClientConnection: StreamConnectionDelegate {
     private var clientEOF = false
     private var closing = false
     private var closed = false
-    private var timer: LoopTimer?
+    /// Deadline (uptime nanoseconds, 0 = none) checked by the loop's once-a-second sweep: no timer is created or
+    /// cancelled per request.
+    private var deadline: UInt64 = 0
     private var timerIsHeaderTimer = false
+    /// Small writes collected during one loop turn and sent with one system call (head + body + last chunk).
+    private var pendingOutput: [UInt8] = []
+    private var flushScheduled = false
+    static let coalesceLimit = 32 * 1024
 
     init(socket: StreamConnection, peer: SocketAddress, context: LoopContext, id: UInt64) {
         self.socket = socket
@@ -125,8 +131,7 @@ final class ClientConnection: StreamConnectionDelegate {
             guard case .head(let head) = event else {
                 preconditionFailure("request events must start with a head")
             }
-            timer?.cancel()
-            timer = nil
+            deadline = 0
             timerIsHeaderTimer = false
             awaitingEndOfRequest = true
             let exchange = ProxyExchange(connection: self, head: head)
@@ -172,11 +177,32 @@ final class ClientConnection: StreamConnectionDelegate {
     // MARK: writing responses
 
     func write(_ bytes: [UInt8]) {
-        guard !closed else { return }
-        socket.write(bytes)
+        guard !closed, !bytes.isEmpty else { return }
+        if bytes.count >= Self.coalesceLimit {
+            flushOutput()
+            socket.write(bytes)  // large chunks go as they are: no copy
+            return
+        }
+        pendingOutput.append(contentsOf: bytes)
+        if pendingOutput.count >= Self.coalesceLimit {
+            flushOutput()
+        } else if !flushScheduled {
+            flushScheduled = true
+            let box = WeakLoopBound(self)
+            context.loop.execute { box.value?.flushOutput() }
+        }
     }
 
-    var bufferedWriteBytes: Int { socket.bufferedWriteBytes }
+    /// Sends what `write` collected.
+    func flushOutput() {
+        flushScheduled = false
+        guard !pendingOutput.isEmpty else { return }
+        let out = pendingOutput
+        pendingOutput = []
+        if !closed { socket.write(out) }
+    }
+
+    var bufferedWriteBytes: Int { socket.bufferedWriteBytes + pendingOutput.count }
 
     /// Writes a complete local response.
     func writeLocal(_ response: LocalResponse, headOnly: Bool, keepAlive: Bool, version: HTTPVersion) {
@@ -211,6 +237,7 @@ final class ClientConnection: StreamConnectionDelegate {
     /// The exchange cannot continue (upstream died mid-body): drop the connection so the client sees the cut.
     func abort() {
         current = nil
+        flushOutput()  // what the client was already promised (head, partial body) goes out before the cut
         close()
     }
 
@@ -221,6 +248,7 @@ final class ClientConnection: StreamConnectionDelegate {
         guard !closing else { return }
         closing = true
         pendingEvents.removeAll()
+        flushOutput()
         socket.shutdownWrite()
         socket.resumeReading()  // to see the client's EOF
         arm(timeout: Self.lingerTimeout, header: false)
@@ -230,8 +258,7 @@ final class ClientConnection: StreamConnectionDelegate {
         guard !closed else { return }
         closed = true
         closing = true
-        timer?.cancel()
-        timer = nil
+        deadline = 0
         current?.cancel()
         current = nil
         socket.close()
@@ -248,8 +275,7 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func connectionDidClose(_ c: StreamConnection) {
         closed = true
-        timer?.cancel()
-        timer = nil
+        deadline = 0
         current?.cancel()
         current = nil
         context.unregister(self)
@@ -262,16 +288,20 @@ final class ClientConnection: StreamConnectionDelegate {
     }
 
     private func arm(timeout: Duration, header: Bool) {
-        timer?.cancel()
         timerIsHeaderTimer = header
-        let box = WeakLoopBound(self)
-        timer = context.loop.scheduleTimer(after: timeout) {
-            box.value?.timerFired()
-        }
+        let nanos = UInt64(timeout.components.seconds) * 1_000_000_000
+            + UInt64(timeout.components.attoseconds / 1_000_000_000)
+        deadline = DispatchTime.now().uptimeNanoseconds + nanos
+    }
+
+    /// Called by the loop's sweep; fires the timeout once its deadline passed.
+    func checkDeadline(now: UInt64) {
+        guard deadline != 0, now >= deadline else { return }
+        timerFired()
     }
 
     private func timerFired() {
-        timer = nil
+        deadline = 0
         if closing {
             close()
             return

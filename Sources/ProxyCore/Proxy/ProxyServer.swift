@@ -45,8 +45,24 @@ final class LoopContext: @unchecked Sendable {
         }
     }
 
+    private var sweepTimer: LoopTimer?
+
+    /// Once a second, checks every connection's header/idle/linger deadline (cheaper than a timer per request).
+    private func scheduleSweep() {
+        guard sweepTimer == nil else { return }
+        let box = LoopBound(self)
+        sweepTimer = loop.scheduleTimer(after: .seconds(1)) {
+            let context = box.value
+            context.sweepTimer = nil
+            let now = DispatchTime.now().uptimeNanoseconds
+            for connection in Array(context.connections.values) { connection.checkDeadline(now: now) }
+            if !context.connections.isEmpty { context.scheduleSweep() }
+        }
+    }
+
     func accept(fd: Int32, peer: SocketAddress) {
         loop.assertInLoop()
+        scheduleSweep()
         if draining {
             try? Posix.close(fd: fd)
             return

@@ -18,6 +18,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     private var streams: [Int32: UpstreamStream] = [:]
     private var inFeed = false
     private var inFlush = false
+    private var flushScheduled = false
     private var flushPending = false
     private(set) var isClosed = false
     private(set) var lastActivity = DispatchTime.now()
@@ -63,26 +64,39 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
             for chunk in pending.chunks { session.appendBody(chunk, stream: id) }
             if pending.ended { session.endBody(stream: id) }
         }
-        flush()
+        scheduleFlush()
         stream.checkBodyDrained()
         return true
     }
 
     func sendBody(_ bytes: [UInt8], stream id: Int32) {
         session.appendBody(bytes, stream: id)
-        flush()
+        scheduleFlush()
     }
 
     func endBody(stream id: Int32) {
         session.endBody(stream: id)
-        flush()
+        scheduleFlush()
     }
 
     func bufferedBodyBytes(stream id: Int32) -> Int { session.bufferedBodyBytes(stream: id) }
 
     func consume(stream id: Int32, bytes: Int) {
         session.consume(stream: id, bytes: bytes)
-        flush()
+        scheduleFlush()
+    }
+
+    /// Flushes at the end of this loop turn, so the frames of everything that happened in it (several requests'
+    /// HEADERS, WINDOW_UPDATEs) share TLS records and one socket write.
+    private func scheduleFlush() {
+        guard !flushScheduled, !isClosed else { return }
+        flushScheduled = true
+        let box = WeakLoopBound(self)
+        transport.loop.execute {
+            guard let connection = box.value else { return }
+            connection.flushScheduled = false
+            connection.flush()
+        }
     }
 
     func cancel(stream id: Int32) {

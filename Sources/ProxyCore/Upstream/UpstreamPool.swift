@@ -31,7 +31,6 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var waiting: [UpstreamStream] = []
     /// Learned from the first handshake: whether the server speaks h2, and how many streams it allows.
     private var serverSpeaksHTTP2: Bool?
-    private var lastMaxStreams = 100
     private var failures = 0
     private var unavailableUntil: UInt64 = 0
     private var lastFailure: UpstreamFailure?
@@ -86,9 +85,15 @@ final class UpstreamPool: UpstreamTransportDelegate {
                 h1.attach(stream)
                 continue
             }
-            // Nothing free: does a connection being set up already cover the queue?
-            let perConnection = serverSpeaksHTTP2 == false ? 1 : lastMaxStreams
-            let covered = connecting.count * perConnection
+            // Nothing free: does a connection being set up already cover the queue? For HTTP/2 (or while the
+            // protocol is unknown) one connection at a time is set up: its SETTINGS tell how many streams it
+            // takes, and only the overflow opens another.
+            let covered: Int
+            if serverSpeaksHTTP2 == false {
+                covered = connecting.count
+            } else {
+                covered = connecting.isEmpty ? 0 : Int.max
+            }
             let waitingCount = waiting.count(where: { if case .waiting = $0.state { return true } else { return false } })
             if waitingCount > covered {
                 if serverSpeaksHTTP2 == false && http1.count + connecting.count >= Self.maxHTTP1Connections {
@@ -217,7 +222,6 @@ final class UpstreamPool: UpstreamTransportDelegate {
     }
 
     func capacityChanged() {
-        if let max = http2.first?.remoteMaxConcurrentStreams { lastMaxStreams = max }
         dispatchWaiting()
     }
 
