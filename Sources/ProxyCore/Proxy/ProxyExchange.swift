@@ -59,7 +59,9 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(.movedPermanently(to: location))
         case .forward(let upstreamTarget, let filterPath):
             let host = target.host ?? head.headers.first("host") ?? ""
-            if let filter = shared.filter, !filter.accepts(method: head.method, path: filterPath, host: host) {
+            if let filter = connection.context.filterCache,
+                !filter.accepts(method: head.method, path: filterPath, host: host)
+            {
                 shared.logger.info("Filter rejecting \(head.method) \(filterPath) \(host)")
                 respondLocally(.forbidden)
                 return

@@ -32,6 +32,8 @@ final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
     let shared: SharedProxyState
     let pool: UpstreamPool
+    /// The filter's verdicts memoized for this loop (`nil` with `--disable-filter`).
+    let filterCache: RequestFilterCache?
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
     var draining = false
@@ -40,6 +42,7 @@ final class LoopContext: @unchecked Sendable {
     init(loop: EventLoop, shared: SharedProxyState, target: UpstreamTarget) {
         self.loop = loop
         self.shared = shared
+        filterCache = shared.filter.map(RequestFilterCache.init(filter:))
         pool = UpstreamPool(loop: loop, target: target, logger: shared.logger) { [shared] in
             shared.tlsContext.withLock { $0 }
         }

@@ -98,3 +98,37 @@ struct PatternList: @unchecked Sendable {  // NSRegularExpression is immutable a
         return expressions.contains { $0.firstMatch(in: s, range: range) != nil }
     }
 }
+
+/// Per-loop memo of filter verdicts: hosts and methods repeat on nearly every request, and paths often do, so the
+/// regular expressions run once per distinct value instead of once per request. Bounded; emptied when full.
+/// Confined to one loop (no locks).
+final class RequestFilterCache {
+    static let capacity = 1024
+
+    let filter: RequestFilter
+    private var hostAccepted: [String: Bool] = [:]
+    private var methodRejected: [String: Bool] = [:]
+    /// Per decoded path: `true` = rejected by reject-paths, `false` = not rejected; and accept-paths separately.
+    private var pathRejected: [String: Bool] = [:]
+    private var pathAccepted: [String: Bool] = [:]
+
+    init(filter: RequestFilter) {
+        self.filter = filter
+    }
+
+    /// Same answer as `RequestFilter.accepts`, in the same order of checks.
+    func accepts(method: String, path: String, host: String) -> Bool {
+        if memo(&pathRejected, path, filter.rejectPaths.matches) { return false }
+        if memo(&methodRejected, method, filter.rejectMethods.matches) { return false }
+        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return false }
+        return memo(&hostAccepted, host) { filter.acceptHosts.matches(RequestFilter.hostWithoutPort($0)) }
+    }
+
+    private func memo(_ table: inout [String: Bool], _ key: String, _ compute: (String) -> Bool) -> Bool {
+        if let known = table[key] { return known }
+        let value = compute(key)
+        if table.count >= Self.capacity { table.removeAll(keepingCapacity: true) }
+        table[key] = value
+        return value
+    }
+}
