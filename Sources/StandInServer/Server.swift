@@ -182,7 +182,11 @@ final class ServerCore: Sendable {
         let info = try connectionInfo(channel, protocolName: "http/1.1")
         mutable.withLock { $0.stats.h1Connections += 1 }
         let sync = channel.pipeline.syncOperations
-        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+        let upgraders: [any HTTPServerProtocolUpgrader] = ["websocket", "SPDY/3.1"].map {
+            TunnelUpgrader(supportedProtocol: $0, core: self, connection: info)
+        }
+        try sync.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: upgraders, completionHandler: { _ in }), withErrorHandling: true)
         try sync.addHandler(RequestHandler(core: self, connection: info))
     }
 

@@ -22,6 +22,8 @@ final class ClientConnection: StreamConnectionDelegate {
     private var pendingBytes = 0
     private var parseError: HTTP1Error?
     private var current: ProxyExchange?
+    /// Set once a request asked for a protocol upgrade: from then on client bytes are the tunnel's, not HTTP.
+    private var tunnel: UpgradeTunnel?
     /// Between a request's head and its `.end` event.
     private var awaitingEndOfRequest = false
     private var readPausedForPipeline = false
@@ -57,6 +59,10 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
         guard !closing else { return }
+        if let tunnel {
+            tunnel.clientSent(Array(bytes))
+            return
+        }
         if current == nil && !timerIsHeaderTimer {
             // First bytes of a request head: from now on the (shorter) header deadline runs.
             arm(timeout: Self.headerReadTimeout, header: true)
@@ -72,6 +78,10 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func connectionDidReadEOF(_ c: StreamConnection) {
         clientEOF = true
+        if let tunnel {
+            tunnel.clientEnded()
+            return
+        }
         if parseError == nil {
             do {
                 try parser.finish()
@@ -261,11 +271,14 @@ final class ClientConnection: StreamConnectionDelegate {
         deadline = 0
         current?.cancel()
         current = nil
+        tunnel?.cancel()
+        tunnel = nil
         socket.close()
     }
 
     func connectionDidDrainWrites(_ c: StreamConnection) {
         current?.clientDrained()
+        tunnel?.clientDrained()
     }
 
     func connection(_ c: StreamConnection, didFail error: IOError) {
@@ -315,6 +328,46 @@ final class ClientConnection: StreamConnectionDelegate {
         } else {
             close()
         }
+    }
+
+    // MARK: protocol upgrades
+
+    /// Bytes the client sent after an upgrade request's head, in the same reads.
+    func takeTunnelBytes() -> [UInt8] { parser.takeRemainingBytes() }
+
+    func beginUpgrade(_ tunnel: UpgradeTunnel) {
+        self.tunnel = tunnel
+        deadline = 0  // tunnels have no idle timeout (exec sessions, port-forwards)
+        pendingEvents.removeAll()
+    }
+
+    /// `101` relayed: the connection is a byte tunnel until one side ends it.
+    func tunnelEstablished(_ tunnel: UpgradeTunnel) {
+        deadline = 0
+    }
+
+    /// Upstream ended the tunnel (or a refusal was relayed): finish writing, then close.
+    func tunnelEnded(_ tunnel: UpgradeTunnel) {
+        guard self.tunnel === tunnel else { return }
+        self.tunnel = nil
+        current?.upgradeFinished()
+        current = nil
+        finishAfterFlush()
+    }
+
+    /// The upgrade could not be set up: answer with a Status (nothing was sent yet) and close.
+    func upgradeFailed(_ failure: UpstreamFailure) {
+        tunnel = nil
+        current?.upgradeFinished()
+        current = nil
+        context.shared.logger.warning("upgrade failed: \(failure)")
+        writeLocal(.upstreamFailure(failure), headOnly: false, keepAlive: false, version: .http1_1)
+        finishAfterFlush()
+    }
+
+    /// Pauses reading the client while the upstream side of a tunnel is backed up.
+    func setTunnelBackpressure(_ paused: Bool) {
+        setBodyBackpressure(paused)
     }
 
     /// Closes an idle connection during a graceful stop; busy ones finish their exchange first.

@@ -44,11 +44,6 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(.badRequest(status: 400, reason: "Bad Request: invalid request-target"))
             return
         }
-        if head.isUpgrade {
-            respondLocally(.status(501, reason: "NotImplemented",
-                                   message: "proxyd: protocol upgrades (exec, attach, port-forward) are not supported yet"))
-            return
-        }
         let decision = shared.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)
         switch decision {
         case .badRequest(let why):
@@ -67,7 +62,11 @@ final class ProxyExchange: UpstreamResponseHandler {
                 return
             }
             upstreamPath = upstreamTarget
-            forward(upstreamTarget: upstreamTarget)
+            if head.isUpgrade {
+                startUpgrade(upstreamTarget: upstreamTarget)
+            } else {
+                forward(upstreamTarget: upstreamTarget)
+            }
         }
     }
 
@@ -82,6 +81,34 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         stream = connection.context.pool.start(request, handler: self)
         if !hasBody { requestComplete = true }
+    }
+
+    /// Exec, attach, port-forward: a dedicated HTTP/1.1 connection that becomes a byte tunnel after `101`.
+    private func startUpgrade(upstreamTarget: String) {
+        let headers = HeaderRewriter.upstreamRequestHeaders(
+            head.headers, clientIP: connection.peer.ipString, credentials: shared.credentials.current,
+            isUpgrade: true)
+        var wire = HTTPHeaders([("Host", shared.target.authority)])
+        for field in headers.fields { wire.add(name: field.name, value: field.value) }
+        let requestHead = HTTP1Serializer.requestHead(method: head.method, target: upstreamTarget, headers: wire)
+        let tlsContext = shared.target.scheme == "https" ? shared.upgradeTLSContext.withLock { $0 } : nil
+        let tunnel = UpgradeTunnel(
+            connection: connection, target: shared.target, tlsContext: tlsContext, method: head.method,
+            head: requestHead, early: connection.takeTunnelBytes()
+        ) { [weak self] status in
+            self?.responseStatus = status
+        }
+        requestComplete = true
+        discardBody = true
+        connection.beginUpgrade(tunnel)
+        tunnel.start()
+    }
+
+    /// The upgrade ended (tunnel closed, refusal relayed, or failure answered): log it.
+    func upgradeFinished() {
+        guard !finished else { return }
+        finished = true
+        logAccess()
     }
 
     // MARK: request body from the client
@@ -205,6 +232,8 @@ final class ProxyExchange: UpstreamResponseHandler {
             keepAlive = false
         }
         if response.headers.first("connection")?.lowercased() == "close" { keepAlive = false }
+        // After an upgrade request's head the parser only collects tunnel bytes: no further request can follow.
+        if head.isUpgrade { keepAlive = false }
         connection.writeLocal(response, headOnly: isHead, keepAlive: keepAlive, version: head.version)
         discardBody = true
         complete()

@@ -13,9 +13,13 @@ final class SharedProxyState: Sendable {
     let accessLog: Bool
     let limits: HTTP1Limits
     let tlsContext: Mutex<TLSContext?>
+    /// Same identity, ALPN `http/1.1` only: for protocol upgrades, which cannot ride HTTP/2.
+    let upgradeTLSContext: Mutex<TLSContext?>
+    let target: UpstreamTarget
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
-         metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?) {
+         metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
+         target: UpstreamTarget) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -24,6 +28,8 @@ final class SharedProxyState: Sendable {
         self.accessLog = accessLog
         self.limits = HTTP1Limits()
         self.tlsContext = Mutex(tlsContext)
+        self.upgradeTLSContext = Mutex(upgradeTLSContext)
+        self.target = target
     }
 }
 
@@ -119,12 +125,17 @@ public final class ProxyServer: Sendable {
         let credentials = try CredentialStore(
             credentials: target.credentials, sendCredentials: target.scheme == "https")
         let tls: TLSContext? = target.scheme == "https" ? try TLSContext(configuration: target.tls) : nil
+        var upgradeTLS = target.tls
+        upgradeTLS.alpn = ["http/1.1"]
+        let upgradeTLSContext: TLSContext? =
+            target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
         let router = PathRouter(
             apiPrefix: configuration.apiPrefix,
             serverBasePath: configuration.appendServerPath ? target.basePath : "")
         shared = SharedProxyState(
             router: router, filter: configuration.filter, credentials: credentials, logger: logger,
-            metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls)
+            metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
+            upgradeTLSContext: upgradeTLSContext, target: target)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {

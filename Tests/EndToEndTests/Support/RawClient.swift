@@ -33,12 +33,21 @@ final class RawClient {
         }
         guard rc == 0 else {
             let e = errno
-            close(fd)
+            Glibc.close(fd)
             throw ChildError("connect to \(host):\(port): \(String(cString: strerror(e)))")
         }
     }
 
-    deinit { close(fd) }
+    private var isClosed = false
+
+    /// Closes the socket now (also done on deinit).
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        Glibc.close(fd)
+    }
+
+    deinit { close() }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 

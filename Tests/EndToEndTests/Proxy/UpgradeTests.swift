@@ -1,0 +1,74 @@
+import Foundation
+import StandInServer
+import Testing
+
+/// Protocol upgrades (exec, attach, port-forward) through proxyd: a dedicated HTTP/1.1 TLS connection per upgrade,
+/// credentials added, `101` relayed, then a transparent byte tunnel.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct UpgradeTests {
+    @Test(arguments: ["websocket", "SPDY/3.1"])
+    func upgradeBecomesAByteTunnelWithCredentials(protocolName: String) async throws {
+        let h = try await Harness.start()
+        let client = try RawClient(port: h.proxy.port)
+        client.send(
+            "GET /api/v1/namespaces/default/pods/p/portforward?ports=80 HTTP/1.1\r\nHost: localhost\r\n"
+                + "Connection: Upgrade\r\nUpgrade: \(protocolName)\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")
+        var head = client.read(until: "auth=")
+        if !head.hasSuffix("\n") { head += client.read(until: "\n") }
+        #expect(head.hasPrefix("HTTP/1.1 101"))
+        #expect(head.hasSuffix("standin tunnel: protocol=\(protocolName) path=/api/v1/namespaces/default/pods/p/portforward?ports=80 auth=token\n"))
+        // Bytes both ways, including ones that look like HTTP.
+        let payload = Array(("hello\u{0}\u{1}\u{2} GET / HTTP/1.1\r\n\r\n" + String(repeating: "x", count: 100_000)).utf8)
+        client.send(payload)
+        var echoed: [UInt8] = []
+        while echoed.count < payload.count {
+            let chunk = client.readSome()
+            if chunk.isEmpty { break }
+            echoed += chunk
+        }
+        #expect(echoed == payload)
+        client.close()  // ends the tunnel, so the graceful stop below need not wait for it
+        #expect(h.standIn.stats.h1Connections == 1)  // upgrades never ride the HTTP/2 pool
+        await h.stop()
+    }
+
+    @Test func upgradeToExecIsFilteredByDefault() async throws {
+        let h = try await Harness.start()
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /api/v1/namespaces/default/pods/p/exec?command=sh HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let response = client.readToEnd()
+        #expect(response.hasPrefix("HTTP/1.1 403"))
+        #expect(response.hasSuffix("Forbidden\n"))
+        await h.stop()
+    }
+
+    @Test func refusedUpgradeIsRelayed() async throws {
+        // The stand-in has no upgrader for this protocol: it answers the request normally (an error status),
+        // which proxyd relays when it is 400 or more.
+        let h = try await Harness.start(proxyArguments: ["--reject-paths=^/nothing"])
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /standin/status/403 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: unknown-proto\r\n\r\n")
+        let response = client.readToEnd()
+        #expect(response.hasPrefix("HTTP/1.1 403"))
+        #expect(response.contains("\"kind\":\"Status\""))
+        await h.stop()
+    }
+
+    @Test func h2cUpgradeIsIgnoredAndAnsweredNormally() async throws {
+        let h = try await Harness.start()
+        let r = try await Tool.curl(["--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "\(h.url)/api"])
+        #expect(r.text == "200 1.1")
+        await h.stop()
+    }
+
+    @Test func upgradeWhileApiserverIsDownGivesStatus() async throws {
+        let h = try await Harness.start()
+        try await h.standIn.stop()
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /api/v1/namespaces/default/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
+        let response = client.readToEnd()
+        #expect(response.hasPrefix("HTTP/1.1 503") || response.hasPrefix("HTTP/1.1 502"))
+        #expect(response.contains("\"kind\":\"Status\""))
+        await h.proxy.stop()
+    }
+}
