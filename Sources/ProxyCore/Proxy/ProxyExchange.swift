@@ -142,6 +142,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         responseStarted = true
         responseStatus = status
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
+        if let location = headers.first("location"), let local = shared.locationRewriter.rewrite(location) {
+            headers.replaceOrAdd(name: "Location", value: local)
+        }
         let bodyless = isHead || status == 204 || status == 304 || (100..<200).contains(status)
         if bodyless {
             if status == 204 || (100..<200).contains(status) { headers.remove(name: "content-length") }

@@ -16,6 +16,7 @@ final class SharedProxyState: Sendable {
     /// Same identity, ALPN `http/1.1` only: for protocol upgrades, which cannot ride HTTP/2.
     let upgradeTLSContext: Mutex<TLSContext?>
     let target: UpstreamTarget
+    let locationRewriter: LocationRewriter
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
@@ -30,6 +31,7 @@ final class SharedProxyState: Sendable {
         self.tlsContext = Mutex(tlsContext)
         self.upgradeTLSContext = Mutex(upgradeTLSContext)
         self.target = target
+        locationRewriter = LocationRewriter(target: target, router: router)
     }
 }
 

@@ -72,3 +72,17 @@ struct UpgradeTests {
         await h.proxy.stop()
     }
 }
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct LocationTests {
+    @Test func redirectToTheApiserverIsRewrittenToTheProxy() async throws {
+        let h = try await Harness.start(proxyArguments: ["--api-prefix=/custom/"])
+        let r = try await Tool.curl(["-i", "\(h.url)/custom/standin/redirect"])
+        #expect(r.text.hasPrefix("HTTP/1.1 302"))
+        #expect(r.text.contains("Location: /custom/api/v1/namespaces\r\n"))
+        // Following it stays on the proxy and works.
+        let followed = try await Tool.curl(["-L", "-o", "/dev/null", "-w", "%{http_code} %{url_effective}", "\(h.url)/custom/standin/redirect"])
+        #expect(followed.text == "200 \(h.url)/custom/api/v1/namespaces")
+        await h.stop()
+    }
+}

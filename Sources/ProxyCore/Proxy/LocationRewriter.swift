@@ -1,0 +1,54 @@
+/// Rewrites a `Location` that points at the apiserver itself (absolute URL with its scheme, host and port) into a
+/// path on the proxy, so a browser following a redirect from a proxied dashboard stays on the proxy instead of
+/// leaking to (and failing against) the real apiserver. kubectl proxy passes such headers through unchanged.
+///
+/// Other locations (relative paths, other hosts) are left alone.
+struct LocationRewriter: Sendable {
+    let target: UpstreamTarget
+    /// The proxy's API prefix when the router strips it (kubectl does not strip prefixes starting with `/api`).
+    let publicPrefix: String
+    /// The server path proxyd adds upstream (`--append-server-path`), removed again on the way back.
+    let serverBasePath: String
+
+    init(target: UpstreamTarget, router: PathRouter) {
+        self.target = target
+        let stripped = !router.apiPrefix.hasPrefix("/api")
+        var prefix = stripped ? router.apiPrefix : "/"
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        publicPrefix = prefix
+        serverBasePath = router.serverBasePath
+    }
+
+    func rewrite(_ location: String) -> String? {
+        guard let rest = stripApiserverOrigin(location) else { return nil }
+        var path = rest.isEmpty ? "/" : rest
+        if !path.hasPrefix("/") {
+            guard path.hasPrefix("?") else { return nil }
+            path = "/" + path
+        }
+        if !serverBasePath.isEmpty, path.hasPrefix(serverBasePath) {
+            let after = path.dropFirst(serverBasePath.count)
+            if after.isEmpty || after.hasPrefix("/") || after.hasPrefix("?") {
+                path = after.hasPrefix("/") ? String(after) : "/" + after
+            }
+        }
+        return publicPrefix + path
+    }
+
+    /// The part after `scheme://authority` when the URL names the apiserver, else `nil`.
+    private func stripApiserverOrigin(_ location: String) -> String? {
+        let lower = location.lowercased()
+        let scheme = target.scheme.lowercased() + "://"
+        guard lower.hasPrefix(scheme) else { return nil }
+        let afterScheme = location.dropFirst(scheme.count)
+        let end = afterScheme.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? afterScheme.endIndex
+        let authority = afterScheme[..<end].lowercased()
+        let defaultPort: UInt16 = target.scheme == "https" ? 443 : 80
+        var names = [target.authority.lowercased()]
+        let host = target.host.contains(":") ? "[\(target.host.lowercased())]" : target.host.lowercased()
+        names.append("\(host):\(target.port)")
+        if target.port == defaultPort { names.append(host) }
+        guard names.contains(authority) else { return nil }
+        return String(afterScheme[end...])
+    }
+}
