@@ -30,6 +30,12 @@ struct ProxyCommand: ParsableCommand {
     @Option(help: "Prefix to serve the proxied API under.")
     var apiPrefix: String = "/"
 
+    @Option(name: [.customShort("w"), .long], help: "Also serve static files from the given directory under the specified prefix.")
+    var www: String?
+
+    @Option(name: [.customShort("P"), .long], help: "Prefix to serve static files under, if static file directory is specified.")
+    var wwwPrefix: String = "/static/"
+
     @Option(help: "Regular expression for hosts that the proxy should accept.")
     var acceptHosts: String = RequestFilter.defaultAcceptHosts
 
@@ -194,6 +200,21 @@ struct ProxyCommand: ParsableCommand {
             logger.warning(
                 "Your kube context contains a server path \(upstream.basePath), use --append-server-path to automatically append the path to each request")
         }
+        if let www {
+            func normalized(_ p: String) -> String {
+                var s = p.hasPrefix("/") ? p : "/" + p
+                if !s.hasSuffix("/") { s += "/" }
+                return s
+            }
+            if normalized(wwwPrefix) == normalized(apiPrefix) {
+                // kubectl panics here (conflicting ServeMux patterns); say what is wrong instead.
+                throw StartupError(message: "--www-prefix (\(wwwPrefix)) and --api-prefix (\(apiPrefix)) must differ; for example --www-prefix=/ --api-prefix=/api/")
+            }
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: www, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                logger.warning("Failed to stat static file directory \(www): not a readable directory")
+            }
+        }
         let listen: ProxyConfiguration.Listen
         if let fds = SystemdActivation.listenFDs(environment: environment), !fds.isEmpty {
             listen = .inherited(fds: fds)
@@ -202,9 +223,12 @@ struct ProxyCommand: ParsableCommand {
         } else {
             listen = .tcp(address: address, port: UInt16(port))
         }
-        return ProxyConfiguration(
+        var configuration = ProxyConfiguration(
             listen: listen, upstream: upstream, apiPrefix: apiPrefix, appendServerPath: appendServerPath,
             filter: filter, loopCount: loops ?? ProxyConfiguration.defaultLoopCount, accessLog: accessLog)
+        configuration.wwwDirectory = www
+        configuration.wwwPrefix = wwwPrefix
+        return configuration
     }
 }
 

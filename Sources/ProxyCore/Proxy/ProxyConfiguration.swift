@@ -25,6 +25,10 @@ public struct ProxyConfiguration: Sendable {
     public var accessLog: Bool
     /// How long a graceful stop waits for in-flight requests.
     public var drainTimeout: Duration
+    /// `--www`: a folder served under `wwwPrefix` (not filtered, as in kubectl).
+    public var wwwDirectory: String?
+    /// `--www-prefix`.
+    public var wwwPrefix: String = "/static/"
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),

@@ -44,6 +44,13 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(.badRequest(status: 400, reason: "Bad Request: invalid request-target"))
             return
         }
+        if let files = shared.staticFiles, let decoded = PercentEncoding.decode(target.rawPath),
+            PathRouter.cleanPath(decoded) == decoded,
+            files.claims(path: decoded, apiPrefix: shared.router.apiPrefix)
+        {
+            respondLocally(files.respond(path: decoded, rawQuery: target.rawQuery))
+            return
+        }
         let decision = shared.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)
         switch decision {
         case .badRequest(let why):

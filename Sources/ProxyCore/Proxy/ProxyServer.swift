@@ -17,10 +17,11 @@ final class SharedProxyState: Sendable {
     let upgradeTLSContext: Mutex<TLSContext?>
     let target: UpstreamTarget
     let locationRewriter: LocationRewriter
+    let staticFiles: StaticFiles?
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
-         target: UpstreamTarget) {
+         target: UpstreamTarget, staticFiles: StaticFiles?) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -32,6 +33,7 @@ final class SharedProxyState: Sendable {
         self.upgradeTLSContext = Mutex(upgradeTLSContext)
         self.target = target
         locationRewriter = LocationRewriter(target: target, router: router)
+        self.staticFiles = staticFiles
     }
 }
 
@@ -137,7 +139,8 @@ public final class ProxyServer: Sendable {
         shared = SharedProxyState(
             router: router, filter: configuration.filter, credentials: credentials, logger: logger,
             metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
-            upgradeTLSContext: upgradeTLSContext, target: target)
+            upgradeTLSContext: upgradeTLSContext, target: target,
+            staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) })
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {
