@@ -211,36 +211,31 @@ public final class ProxyServer: Sendable {
             return out
         }
         shared.credentials.stopWatching()
-        // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes).
-        let remaining = Mutex(contexts.count + bound.count)
+        // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
+        // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)
         let finish: @Sendable () -> Void = {
             let first = done.withLock { d in
-                let was = d
-                d = true
-                return !was
+                defer { d = true }
+                return !d
             }
             if first { completion() }
         }
+        let remaining = Mutex(contexts.count + bound.count)
+        let oneDone: @Sendable () -> Void = {
+            let left = remaining.withLock { r in
+                r -= 1
+                return r
+            }
+            if left == 0 { finish() }
+        }
         let deadline = configuration.drainTimeout
         for listener in bound {
-            listener.close {
-                let left = remaining.withLock { r in
-                    r -= 1
-                    return r
-                }
-                if left == 0 { finish() }
-            }
+            listener.close(completion: oneDone)
         }
         for context in contexts.values {
             context.loop.execute {
-                context.onIdle = {
-                    let left = remaining.withLock { r in
-                        r -= 1
-                        return r
-                    }
-                    if left == 0 { finish() }
-                }
+                context.onIdle = oneDone
                 context.drain()
             }
         }
