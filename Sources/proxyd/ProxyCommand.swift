@@ -51,6 +51,9 @@ struct ProxyCommand: ParsableCommand {
     @Flag(help: "If true, disable request filtering in the proxy. This is dangerous, and can leave you vulnerable to XSRF attacks, when used with an accessible port.")
     var disableFilter = false
 
+    @Option(help: "keepalive specifies the keep-alive period for an active network connection. Set to 0 to use the default (15s), a negative value to disable keep-alive. Applies to upgrade connections (exec, attach, port-forward), as in kubectl.")
+    var keepalive: String = "0s"
+
     @Flag(help: "If true, enables automatic path appending of the kube context server path to each request.")
     var appendServerPath = false
 
@@ -153,6 +156,9 @@ struct ProxyCommand: ParsableCommand {
     }
 
     func makeConfiguration(logger: Logger) throws(StartupError) -> ProxyConfiguration {
+        guard let keepAliveDuration = GoDuration.parse(keepalive) else {
+            throw StartupError(message: "invalid argument \"\(keepalive)\" for \"--keepalive\" flag: time: invalid duration \"\(keepalive)\"")
+        }
         let filter: RequestFilter?
         if disableFilter {
             if unixSocket == nil {
@@ -228,6 +234,12 @@ struct ProxyCommand: ParsableCommand {
             filter: filter, loopCount: loops ?? ProxyConfiguration.defaultLoopCount, accessLog: accessLog)
         configuration.wwwDirectory = www
         configuration.wwwPrefix = wwwPrefix
+        // Go's net.Dialer: 0 means the default 15 s, negative means off.
+        if keepAliveDuration < .zero {
+            configuration.upgradeKeepAlive = nil
+        } else {
+            configuration.upgradeKeepAlive = keepAliveDuration == .zero ? .seconds(15) : keepAliveDuration
+        }
         return configuration
     }
 }

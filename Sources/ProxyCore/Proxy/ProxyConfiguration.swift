@@ -29,6 +29,9 @@ public struct ProxyConfiguration: Sendable {
     public var wwwDirectory: String?
     /// `--www-prefix`.
     public var wwwPrefix: String = "/static/"
+    /// `--keepalive`: TCP keep-alive period of upgrade connections (exec, attach, port-forward); `nil` leaves the
+    /// system default (keep-alive off).
+    public var upgradeKeepAlive: Duration? = .seconds(15)
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),
@@ -52,5 +55,40 @@ public struct ProxyConfiguration: Sendable {
 
     public static var defaultLoopCount: Int {
         max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// Go's `time.ParseDuration` for the duration flags kubectl users write (`30s`, `1m30s`, `500ms`, `-1s`, `0`).
+public enum GoDuration {
+    public static func parse(_ text: String) -> Duration? {
+        var s = Substring(text)
+        var negative = false
+        if s.hasPrefix("-") || s.hasPrefix("+") {
+            negative = s.first == "-"
+            s = s.dropFirst()
+        }
+        if s == "0" { return .zero }
+        guard !s.isEmpty else { return nil }
+        var totalNanos: Double = 0
+        while !s.isEmpty {
+            let number = s.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            s = s.dropFirst(number.count)
+            let unit = s.prefix { !$0.isNumber && $0 != "." }
+            s = s.dropFirst(unit.count)
+            let scale: Double
+            switch unit {
+            case "ns": scale = 1
+            case "us", "µs": scale = 1_000
+            case "ms": scale = 1_000_000
+            case "s": scale = 1_000_000_000
+            case "m": scale = 60_000_000_000
+            case "h": scale = 3_600_000_000_000
+            default: return nil
+            }
+            totalNanos += value * scale
+        }
+        let duration = Duration.nanoseconds(Int64(totalNanos))
+        return negative ? .zero - duration : duration
     }
 }

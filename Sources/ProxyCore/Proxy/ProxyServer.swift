@@ -18,10 +18,12 @@ final class SharedProxyState: Sendable {
     let target: UpstreamTarget
     let locationRewriter: LocationRewriter
     let staticFiles: StaticFiles?
+    var upgradeKeepAlive: Duration? { configurationKeepAlive }
+    private let configurationKeepAlive: Duration?
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
-         target: UpstreamTarget, staticFiles: StaticFiles?) {
+         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -34,6 +36,7 @@ final class SharedProxyState: Sendable {
         self.target = target
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
+        configurationKeepAlive = upgradeKeepAlive
     }
 }
 
@@ -140,7 +143,8 @@ public final class ProxyServer: Sendable {
             router: router, filter: configuration.filter, credentials: credentials, logger: logger,
             metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
             upgradeTLSContext: upgradeTLSContext, target: target,
-            staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) })
+            staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
+            upgradeKeepAlive: configuration.upgradeKeepAlive)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {

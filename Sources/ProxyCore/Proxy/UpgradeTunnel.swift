@@ -27,7 +27,9 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, method: String,
          head: [UInt8], early: [UInt8], onResponse: @escaping (Int) -> Void) {
         self.connection = connection
-        transport = UpstreamTransport(loop: connection.context.loop, target: target, tlsContext: tlsContext)
+        transport = UpstreamTransport(
+            loop: connection.context.loop, target: target, tlsContext: tlsContext,
+            keepAlive: connection.context.shared.upgradeKeepAlive)
         requestHead = head
         pendingToUpstream = early.isEmpty ? [] : [early]
         parser = HTTP1ResponseParser(requestMethod: method)

@@ -37,10 +37,14 @@ final class UpstreamTransport: StreamConnectionDelegate {
     private var pendingFailure: UpstreamFailure?
     private var plaintextBuffer: [UInt8] = []
 
-    init(loop: EventLoop, target: UpstreamTarget, tlsContext: TLSContext?) {
+    /// TCP keep-alive period for this connection (`--keepalive`, upgrades only), `nil` for the system default.
+    private let keepAlive: Duration?
+
+    init(loop: EventLoop, target: UpstreamTarget, tlsContext: TLSContext?, keepAlive: Duration? = nil) {
         self.loop = loop
         self.target = target
         self.tlsContext = tlsContext
+        self.keepAlive = keepAlive
     }
 
     func connect() {
@@ -61,6 +65,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         case .failure(let error):
             finish(failure: Self.classifyConnectError(error, target: target))
         case .success(let fd):
+            if let keepAlive { try? setTCPKeepAlive(fd: fd, idle: keepAlive) }
             let socket = StreamConnection(fd: fd, loop: loop)
             socket.delegate = self
             self.socket = socket

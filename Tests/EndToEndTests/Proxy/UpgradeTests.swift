@@ -32,6 +32,20 @@ struct UpgradeTests {
         await h.stop()
     }
 
+    @Test func keepaliveFlagIsAcceptedLikeKubectls() async throws {
+        let h = try await Harness.start(proxyArguments: ["--keepalive=30s"])
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        #expect(client.read(until: "auth=").hasPrefix("HTTP/1.1 101"))
+        client.close()
+        await h.stop()
+        let bad = try ChildProcess(
+            executable: BuildProducts.proxyd,
+            arguments: ["--kubeconfig", "/nonexistent", "--keepalive=soon"])
+        #expect(try await bad.waitForExit() == 1)
+        #expect(bad.stderr.contains("invalid argument \"soon\" for \"--keepalive\" flag"))
+    }
+
     @Test func upgradeToExecIsFilteredByDefault() async throws {
         let h = try await Harness.start()
         let client = try RawClient(port: h.proxy.port)
