@@ -95,3 +95,47 @@ struct LifecycleTests {
         await h.stop()
     }
 }
+
+/// sd_notify: READY=1 once listening, WATCHDOG=1 while the loops answer, STOPPING=1 on SIGTERM.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct SystemdNotifyTests {
+    @Test func notifiesReadyWatchdogAndStopping() async throws {
+        let dir = try TempDirectory.make()
+        let path = dir.appendingPathComponent("notify.sock").path
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func receive() -> String {
+            var buf = [UInt8](repeating: 0, count: 256)
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
+        }
+        let standIn = try await StandIn.start(StandInConfiguration())
+        try standIn.writeState(to: dir.path)
+        let child = try ChildProcess(
+            executable: BuildProducts.proxyd,
+            arguments: ["--kubeconfig", dir.appendingPathComponent("kubeconfig").path, "--port=0"],
+            environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"])
+        var seen: [String] = []
+        for _ in 0..<4 { seen.append(receive()) }
+        #expect(seen.first == "READY=1")
+        #expect(seen.dropFirst().contains("WATCHDOG=1"))
+        child.terminate()
+        var stopping = false
+        for _ in 0..<10 where !stopping { stopping = receive() == "STOPPING=1" }
+        #expect(stopping)
+        #expect(try await child.waitForExit() == 0)
+        try? await standIn.stop()
+    }
+}
