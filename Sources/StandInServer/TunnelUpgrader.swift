@@ -33,6 +33,8 @@ struct TunnelUpgrader: HTTPServerProtocolUpgrader, Sendable {
         let greeting = "standin tunnel: protocol=\(supportedProtocol) path=\(upgradeRequest.uri) auth=\(auth)\n"
         // Right behind the upgrade handler, so the HTTP request handler further down never sees raw bytes.
         do {
+            // A tunnel passes half-closes on: after the client's close_notify, keep writing the echo.
+            try context.channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
             try context.pipeline.syncOperations.addHandler(
                 TunnelEchoHandler(greeting: greeting), position: .after(context.handler))
             return context.eventLoop.makeSucceededFuture(())
@@ -43,10 +45,12 @@ struct TunnelUpgrader: HTTPServerProtocolUpgrader, Sendable {
 }
 
 /// Writes the greeting once active in the pipeline, then echoes bytes back.
-final class TunnelEchoHandler: ChannelInboundHandler, Sendable {
+final class TunnelEchoHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let greeting: String
+    /// Completes when everything echoed so far is written (NIO fails writes still pending at an output close).
+    private var lastWrite: EventLoopFuture<Void>?
 
     init(greeting: String) { self.greeting = greeting }
 
@@ -55,6 +59,20 @@ final class TunnelEchoHandler: ChannelInboundHandler, Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.writeAndFlush(data, promise: nil)
+        lastWrite = context.writeAndFlush(data)
+    }
+
+    /// The client half-closed: finish the echo, then close our side.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            let close = { context.close(mode: .output, promise: nil) }
+            if let lastWrite {
+                lastWrite.assumeIsolated().whenComplete { _ in close() }
+            } else {
+                close()
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

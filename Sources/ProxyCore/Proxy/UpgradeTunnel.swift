@@ -52,11 +52,12 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         }
     }
 
-    /// The client half-closed: pass it on (TLS close_notify ends the upstream's read side).
+    /// The client half-closed: pass it on (TLS close_notify + FIN) and keep relaying what the apiserver still sends
+    /// until it ends its side too.
     func clientEnded() {
         guard !finished else { return }
         if tunneling {
-            transport.close()
+            transport.closeWrite()
         } else {
             cancel()
         }

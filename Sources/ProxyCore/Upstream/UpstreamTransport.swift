@@ -142,6 +142,17 @@ final class UpstreamTransport: StreamConnectionDelegate {
         if !out.isEmpty { socket.write(out) }
     }
 
+    /// Half-close: no more data towards the apiserver (TLS close_notify, then TCP FIN), but keep reading until it
+    /// ends its side. Used by upgrade tunnels to pass a client's half-close on.
+    func closeWrite() {
+        guard !closed, let socket else { return }
+        if connected, let tls {
+            tls.shutdown()
+            flushCiphertext()
+        }
+        socket.shutdownWrite()
+    }
+
     /// Closes after sending TLS close_notify, reporting no failure.
     func close() {
         guard !closed else { return }

@@ -32,6 +32,26 @@ struct UpgradeTests {
         await h.stop()
     }
 
+    /// `echo data | kubectl exec -i …`: the client half-closes after its input; the answer must still arrive whole.
+    @Test func clientHalfCloseIsPassedOnAndTheRestStillArrives() async throws {
+        let h = try await Harness.start()
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /half HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
+        #expect(client.read(until: "auth=").hasPrefix("HTTP/1.1 101"))
+        _ = client.read(until: "\n")
+        let payload = [UInt8](repeating: UInt8(ascii: "z"), count: 2 << 20)
+        client.send(payload)
+        client.shutdownWrite()
+        var echoed = 0
+        while true {
+            let chunk = client.readSome()
+            if chunk.isEmpty { break }  // EOF: proxyd passed the end on after the last byte
+            echoed += chunk.count
+        }
+        #expect(echoed == payload.count)
+        await h.stop()
+    }
+
     @Test func keepaliveFlagIsAcceptedLikeKubectls() async throws {
         let h = try await Harness.start(proxyArguments: ["--keepalive=30s"])
         let client = try RawClient(port: h.proxy.port)
