@@ -95,8 +95,16 @@ public enum InClusterConfig {
             throw ConfigError(kind: .invalidValue, keyPath: caKey, message: "no PEM data found in \(ca)")
         }
         if server.scheme != "https" { credentials = StaticCredentials() }
+        // Impersonation flags apply to the service account's identity too (kubectl --as in a pod).
+        credentials.impersonateUser = overrides.impersonateUser.nonEmpty
+        if credentials.impersonateUser != nil {
+            credentials.impersonateGroups = overrides.impersonateGroups
+            credentials.impersonateUID = overrides.impersonateUID.nonEmpty
+        }
         return UpstreamTarget(
             scheme: server.scheme, host: server.host, port: server.port, basePath: server.basePath,
-            authority: server.authority, tls: TLSConfiguration(caPEM: caPEM), credentials: credentials)
+            authority: server.authority,
+            tls: TLSConfiguration(caPEM: caPEM, serverName: overrides.tlsServerName.nonEmpty),
+            credentials: credentials)
     }
 }

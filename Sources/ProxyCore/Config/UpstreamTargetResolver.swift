@@ -12,16 +12,26 @@ public enum UpstreamTargetResolver {
         selection: KubeconfigSelection,
         overrides: KubeconfigOverrides
     ) throws(ConfigError) -> UpstreamTarget {
+        var tokenPath = InClusterConfig.defaultTokenPath
+        var caPath = InClusterConfig.defaultCAPath
+        if let dir = environment[serviceAccountDirVariable], !dir.isEmpty {
+            tokenPath = dir + "/token"
+            caPath = dir + "/ca.crt"
+        }
+        // In a pod with no kubeconfig, flags such as --server or --as apply on top of the service account
+        // (client-go's in-cluster config plus overrides), instead of replacing it with an anonymous target.
+        if explicitPath == nil, selection.context == nil, selection.cluster == nil, selection.user == nil,
+            InClusterConfig.isPossible(environment: environment, tokenPath: tokenPath),
+            let files = try? KubeconfigLoader.loadFiles(explicitPath: nil, environment: environment),
+            files.config.isEmpty
+        {
+            return try InClusterConfig.load(
+                environment: environment, tokenPath: tokenPath, caPath: caPath, overrides: overrides)
+        }
         do {
             return try KubeconfigLoader.load(
                 explicitPath: explicitPath, environment: environment, selection: selection, overrides: overrides)
         } catch where error.kind == .noConfiguration {
-            var tokenPath = InClusterConfig.defaultTokenPath
-            var caPath = InClusterConfig.defaultCAPath
-            if let dir = environment[serviceAccountDirVariable], !dir.isEmpty {
-                tokenPath = dir + "/token"
-                caPath = dir + "/ca.crt"
-            }
             if InClusterConfig.isPossible(environment: environment, tokenPath: tokenPath) {
                 return try InClusterConfig.load(
                     environment: environment, tokenPath: tokenPath, caPath: caPath, overrides: overrides)

@@ -89,6 +89,17 @@ struct CredentialTests {
         let e = try jsonObject(try await Tool.curl(["\(proxy.baseURL)/standin/echo/sa"]).stdout)
         #expect(e["authenticatedBy"] as? String == "token")
         await proxy.stop()
+        // Flags apply on top of the service account (client-go): --server and --as keep its token and CA.
+        let withFlags = try await RunningProxy.start(
+            arguments: ["--port=0", "--as=alice", "--server=https://localhost:\(standIn.port)"],
+            environment: [
+                "HOME": home.path, "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": String(standIn.port), "PROXYD_SERVICE_ACCOUNT_DIR": sa.path,
+            ])
+        let f = try jsonObject(try await Tool.curl(["\(withFlags.baseURL)/standin/echo/sa"]).stdout)
+        #expect(f["authenticatedBy"] as? String == "token")
+        #expect((f["headers"] as? [String: [String]])?["impersonate-user"] == ["alice"])
+        await withFlags.stop()
         try? await standIn.stop()
     }
 
