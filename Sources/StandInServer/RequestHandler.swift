@@ -195,6 +195,14 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if segments.first == "standin" {
             return routeStandIn(Array(segments.dropFirst()), method: method, request: request)
         }
+        // The proxy subresource (`…/services/[scheme:]name[:port]/proxy/…`, pods, nodes): answered by an echo
+        // "backend", so tests can see exactly which path, query and headers arrived.
+        if segments.count >= 4, segments[0] == "api", segments[1] == "v1",
+            let proxyIndex = segments.firstIndex(of: "proxy"), proxyIndex >= 4,
+            ["services", "pods", "nodes"].contains(segments[proxyIndex - 2])
+        {
+            return .echo
+        }
         guard method == .GET || segments.first == "api" || segments.first == "apis" else {
             return .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
         }

@@ -120,3 +120,34 @@ struct LocationTests {
         await h.stop()
     }
 }
+
+/// Service, pod and node proxy paths (dashboards in a browser) pass byte-exact; escapes cannot leave the prefix.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ServiceProxyPathTests {
+    @Test(arguments: [
+        "/api/v1/namespaces/kube-system/services/https:kubernetes-dashboard:/proxy/",
+        "/api/v1/namespaces/monitoring/services/grafana:3000/proxy/d/abc?orgId=1&from=now-1h",
+        "/api/v1/namespaces/default/services/http:svc:8080/proxy/a%2Fb/c%20d/",
+        "/api/v1/namespaces/default/pods/web-0:8080/proxy/metrics",
+        "/api/v1/nodes/node-1:10250/proxy/stats/summary",
+    ])
+    func proxyPathsPassByteExact(path: String) async throws {
+        let h = try await Harness.start()
+        let echo = try jsonObject(try await Tool.curl(["--path-as-is", "\(h.url)\(path)"]).stdout)
+        #expect(echo["requestURI"] as? String == path)
+        await h.stop()
+    }
+
+    @Test func customPrefixKeepsEscapesAndCannotBeEscaped() async throws {
+        let h = try await Harness.start(proxyArguments: ["--api-prefix=/k8s/"])
+        let echo = try jsonObject(try await Tool.curl(["--path-as-is", "\(h.url)/k8s/standin/echo/a%2Fb?x=%20"]).stdout)
+        #expect(echo["requestURI"] as? String == "/standin/echo/a%2Fb?x=%20")  // kubectl would decode %2F here
+        for escape in ["/k8s/../api", "/k8s/%2e%2e/api", "/k8s//api"] {
+            let r = try await Tool.curl(["--path-as-is", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "\(h.url)\(escape)"])
+            #expect(r.text.hasPrefix("301 "), "\(escape): \(r.text)")
+            #expect(!r.text.contains("standin"))
+        }
+        #expect(try await Tool.curl(["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "\(h.url)/api"]).text == "404")
+        await h.stop()
+    }
+}
