@@ -10,6 +10,8 @@ final class ClientConnection: StreamConnectionDelegate {
     static let headerReadTimeout: Duration = .seconds(30)
     static let idleTimeout: Duration = .seconds(120)
     static let lingerTimeout: Duration = .seconds(2)
+    /// How long a closing connection may sit with unwritten response bytes before it is dropped.
+    static let closingStallTimeout: Duration = .seconds(60)
     static let pendingHighWater = 256 * 1024
 
     let socket: StreamConnection
@@ -261,7 +263,13 @@ final class ClientConnection: StreamConnectionDelegate {
         flushOutput()
         socket.shutdownWrite()
         socket.resumeReading()  // to see the client's EOF
-        arm(timeout: Self.lingerTimeout, header: false)
+        if socket.bufferedWriteBytes > 0 {
+            // A slow client is still receiving the end of its response: the short linger starts once everything
+            // is written (connectionDidDrainWrites); meanwhile only a client that stops reading is cut off.
+            arm(timeout: Self.closingStallTimeout, header: false)
+        } else {
+            arm(timeout: Self.lingerTimeout, header: false)
+        }
     }
 
     func close() {
@@ -277,6 +285,10 @@ final class ClientConnection: StreamConnectionDelegate {
     }
 
     func connectionDidDrainWrites(_ c: StreamConnection) {
+        if closing && !closed {
+            arm(timeout: Self.lingerTimeout, header: false)
+            return
+        }
         current?.clientDrained()
         tunnel?.clientDrained()
     }

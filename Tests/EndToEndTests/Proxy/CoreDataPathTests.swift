@@ -279,6 +279,25 @@ struct CoreDataPathTests {
         await h.stop()
     }
 
+    /// A response that ends the connection (HTTP/1.0, close-delimited) reaches a slow client completely.
+    @Test func closingConnectionDeliversEverythingToASlowClient() async throws {
+        let h = try await Harness.start()
+        let client = try RawClient(port: h.proxy.port, receiveBuffer: 16 * 1024)
+        client.send("GET /standin/large?bytes=\(2 << 20) HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        var received: [UInt8] = []
+        while true {
+            let chunk = client.readSome(max: 32 * 1024)
+            if chunk.isEmpty { break }
+            received += chunk
+            try await Task.sleep(for: .milliseconds(150))
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 200"))
+        #expect(body.utf8.count == 2 << 20)
+        await h.stop()
+    }
+
     @Test func expectContinueUpload() async throws {
         let h = try await Harness.start()
         let client = try RawClient(port: h.proxy.port)

@@ -39,7 +39,8 @@ struct UpgradeTests {
         client.send("GET /half HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
         #expect(client.read(until: "auth=").hasPrefix("HTTP/1.1 101"))
         _ = client.read(until: "\n")
-        let payload = [UInt8](repeating: UInt8(ascii: "z"), count: 2 << 20)
+        // Sent whole before reading: keep it within what socket buffers hold, or an echo can deadlock by design.
+        let payload = [UInt8](repeating: UInt8(ascii: "z"), count: 256 * 1024)
         client.send(payload)
         client.shutdownWrite()
         var echoed = 0

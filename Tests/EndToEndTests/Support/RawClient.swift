@@ -7,10 +7,15 @@ import Glibc
 final class RawClient {
     let fd: Int32
 
-    init(host: String = "127.0.0.1", port: Int) throws {
+    /// - Parameter receiveBuffer: a small `SO_RCVBUF` makes the client slow for real: the kernel then holds little
+    ///   on its behalf, so the proxy's own buffering and backpressure are what is tested.
+    init(host: String = "127.0.0.1", port: Int, receiveBuffer: Int32? = nil) throws {
         let v6 = host.contains(":")
         fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ChildError("socket: \(errno)") }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let rc: Int32
