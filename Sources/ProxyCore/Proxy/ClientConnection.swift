@@ -353,11 +353,6 @@ final class ClientConnection: StreamConnectionDelegate {
         pendingEvents.removeAll()
     }
 
-    /// `101` relayed: the connection is a byte tunnel until one side ends it.
-    func tunnelEstablished(_ tunnel: UpgradeTunnel) {
-        deadline = 0
-    }
-
     /// Upstream ended the tunnel (or a refusal was relayed): finish writing, then close.
     func tunnelEnded(_ tunnel: UpgradeTunnel) {
         guard self.tunnel === tunnel else { return }
@@ -386,6 +381,4 @@ final class ClientConnection: StreamConnectionDelegate {
     func closeIfIdle() {
         if current == nil { close() }
     }
-
-    var isIdle: Bool { current == nil }
 }

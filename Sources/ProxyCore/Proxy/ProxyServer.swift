@@ -18,8 +18,8 @@ final class SharedProxyState: Sendable {
     let target: UpstreamTarget
     let locationRewriter: LocationRewriter
     let staticFiles: StaticFiles?
-    var upgradeKeepAlive: Duration? { configurationKeepAlive }
-    private let configurationKeepAlive: Duration?
+    /// `--keepalive` for upgrade connections.
+    let upgradeKeepAlive: Duration?
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
@@ -36,7 +36,7 @@ final class SharedProxyState: Sendable {
         self.target = target
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
-        configurationKeepAlive = upgradeKeepAlive
+        self.upgradeKeepAlive = upgradeKeepAlive
     }
 }
 
@@ -102,7 +102,6 @@ final class LoopContext: @unchecked Sendable {
         callback?()
     }
 
-    var connectionCount: Int { connections.count }
 
     /// Stops taking requests: idle connections close now, busy ones after their current exchange.
     func drain() {

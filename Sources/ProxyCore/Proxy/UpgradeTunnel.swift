@@ -112,7 +112,6 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
                 parser = nil
                 if !early.isEmpty { forwardToClient(early) }
                 connection.flushOutput()
-                connection.tunnelEstablished(self)
             } else if head.status >= 400 {
                 // Relay the refusal (status, headers, body), then close, as kubectl does.
                 relayingFailure = true

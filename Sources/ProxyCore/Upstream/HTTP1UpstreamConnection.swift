@@ -28,7 +28,6 @@ final class HTTP1UpstreamConnection {
         self.pool = pool
     }
 
-    var isIdle: Bool { current == nil && !isClosed }
 
     func attach(_ stream: UpstreamStream) {
         precondition(current == nil, "HTTP/1 upstream connection carries one exchange at a time")

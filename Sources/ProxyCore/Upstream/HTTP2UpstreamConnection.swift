@@ -40,7 +40,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     /// Whether another stream may be opened now (not going away, under the server's MAX_CONCURRENT_STREAMS).
     var canOpenStream: Bool { !isClosed && session.canOpenStream && streams.count < session.remoteMaxConcurrentStreams }
 
-    var remoteMaxConcurrentStreams: Int { session.remoteMaxConcurrentStreams }
 
     /// Opens an h2 stream for `stream` and hands over any body queued while it waited.
     func attach(_ stream: UpstreamStream) -> Bool {

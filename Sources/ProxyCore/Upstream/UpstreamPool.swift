@@ -37,9 +37,6 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var idleTimer: LoopTimer?
     private var shuttingDown = false
 
-    /// Counters for metrics and tests.
-    private(set) var connectionsOpened = 0
-
     init(
         loop: EventLoop, target: UpstreamTarget, logger: Logger,
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
@@ -121,7 +118,6 @@ final class UpstreamPool: UpstreamTransportDelegate {
         let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls)
         transport.delegate = self
         connecting[ObjectIdentifier(transport)] = transport
-        connectionsOpened += 1
         transport.connect()
     }
 
@@ -288,6 +284,4 @@ final class UpstreamPool: UpstreamTransportDelegate {
         idleTimer?.cancel()
         idleTimer = nil
     }
-
-    var openConnectionCount: Int { http2.count + http1.count + connecting.count }
 }
