@@ -144,11 +144,6 @@ enum TestIO {
         try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")
     }
 
-    /// Number of entries of `/proc/self/fd` that are sockets.
-    static func openSocketCount() -> Int {
-        openFDTargets().filter { $0.hasPrefix("socket:") }.count
-    }
-
     /// Targets of all entries of `/proc/self/fd`.
     static func openFDTargets() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []

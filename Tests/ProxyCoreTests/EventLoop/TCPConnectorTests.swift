@@ -133,7 +133,6 @@ struct EventLoopFDLeakTests {
     /// sides) and checks that every socket is gone from /proc/self/fd afterwards.
     @Test func twoHundredConnectionsLeaveNoDescriptorBehind() async throws {
         _ = TestIO.ignoreSIGPIPE
-        let baseline = TestIO.openSocketCount()
         let group = EventLoopGroup(count: 2)
         let listener = try Listener.bindTCP(host: "127.0.0.1", port: 0)
         let port = try #require(listener.localAddress.port)
@@ -191,9 +190,8 @@ struct EventLoopFDLeakTests {
         #expect(targets.values.count == 2 * count)
         let stillOpen = Set(TestIO.openFDTargets()).intersection(targets.values + [listenerTarget])
         #expect(stillOpen.isEmpty, "leaked: \(stillOpen.count)")
-        // And the process as a whole is back to the number of sockets it had before (EventLoop suites run
-        // serially; other suites of this target use no sockets).
-        #expect(TestIO.openSocketCount() <= baseline, "sockets before: \(baseline), after: \(TestIO.openSocketCount())")
+        // No process-wide socket count here: the interop and end-to-end suites run in the same test process at
+        // the same time and open sockets of their own. The socket inodes above identify exactly ours.
     }
 
     private func listenerFD(of listener: Listener) -> Int32 {
