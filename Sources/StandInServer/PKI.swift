@@ -22,6 +22,14 @@ struct StandInPKI: Sendable {
     static let clientCommonName = "standin-client"
     static let clientOrganization = "system:masters"
 
+    /// Signs further leaf certificates (client identities issued on demand by tests).
+    /// The CA key's raw representation (the key type is not `Sendable`).
+    private let caKeyRaw: Data
+    private let caName: DistinguishedName
+    private let caKeyID: ArraySlice<UInt8>
+    private let notBefore: Date
+    private let notAfter: Date
+
     static func generate(serverNames: [String]) throws -> StandInPKI {
         let now = Date()
         let notBefore = now.addingTimeInterval(-3600)
@@ -50,62 +58,57 @@ struct StandInPKI: Sendable {
             },
             issuerPrivateKey: Certificate.PrivateKey(caKey)
         )
+        var pki = StandInPKI(
+            caPEM: try caCertificate.serializeAsPEM().pemString + "\n", serverCertificatePEM: "", serverKeyPEM: "",
+            clientCertificatePEM: "", clientKeyPEM: "", caKeyRaw: caKey.rawRepresentation, caName: caName, caKeyID: caKeyID,
+            notBefore: notBefore, notAfter: notAfter)
+        (pki.serverCertificatePEM, pki.serverKeyPEM) = try pki.issue(
+            subject: try DistinguishedName { CommonName("standin-apiserver") }, usage: .serverAuth,
+            sans: serverNames.map(subjectAlternativeName(for:)))
+        (pki.clientCertificatePEM, pki.clientKeyPEM) = try pki.issueClientCertificate(
+            commonName: clientCommonName, organization: clientOrganization)
+        return pki
+    }
 
-        func leaf(
-            subject: DistinguishedName,
-            key: P256.Signing.PrivateKey,
-            usage: ExtendedKeyUsage.Usage,
-            sans: [GeneralName]
-        ) throws -> Certificate {
-            let publicKey = Certificate.PublicKey(key.publicKey)
-            return try Certificate(
-                version: .v3,
-                serialNumber: Certificate.SerialNumber(),
-                publicKey: publicKey,
-                notValidBefore: notBefore,
-                notValidAfter: notAfter,
-                issuer: caName,
-                subject: subject,
-                signatureAlgorithm: .ecdsaWithSHA256,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.notCertificateAuthority)
-                    Critical(KeyUsage(digitalSignature: true))
-                    try ExtendedKeyUsage([usage])
-                    SubjectKeyIdentifier(hash: publicKey)
-                    AuthorityKeyIdentifier(keyIdentifier: caKeyID)
-                    if !sans.isEmpty {
-                        SubjectAlternativeNames(sans)
-                    }
-                },
-                issuerPrivateKey: Certificate.PrivateKey(caKey)
-            )
-        }
-
-        let serverKey = P256.Signing.PrivateKey()
-        let serverCertificate = try leaf(
-            subject: try DistinguishedName { CommonName("standin-apiserver") },
-            key: serverKey,
-            usage: .serverAuth,
-            sans: serverNames.map(subjectAlternativeName(for:))
-        )
-        let clientKey = P256.Signing.PrivateKey()
-        let clientCertificate = try leaf(
+    /// A new client certificate (PEM) and its P-256 key (PEM), signed by the CA: a further identity the stand-in
+    /// accepts and reports by common name.
+    func issueClientCertificate(commonName: String, organization: String?) throws -> (String, String) {
+        try issue(
             subject: try DistinguishedName {
-                OrganizationName(clientOrganization)
-                CommonName(clientCommonName)
-            },
-            key: clientKey,
-            usage: .clientAuth,
-            sans: []
-        )
+                if let organization { OrganizationName(organization) }
+                CommonName(commonName)
+            }, usage: .clientAuth, sans: [])
+    }
 
-        return StandInPKI(
-            caPEM: try caCertificate.serializeAsPEM().pemString + "\n",
-            serverCertificatePEM: try serverCertificate.serializeAsPEM().pemString + "\n",
-            serverKeyPEM: serverKey.pemRepresentation + "\n",
-            clientCertificatePEM: try clientCertificate.serializeAsPEM().pemString + "\n",
-            clientKeyPEM: clientKey.pemRepresentation + "\n"
+    private func issue(
+        subject: DistinguishedName, usage: ExtendedKeyUsage.Usage, sans: [GeneralName]
+    ) throws -> (certificatePEM: String, keyPEM: String) {
+        let key = P256.Signing.PrivateKey()
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let caKeyID = self.caKeyID
+        let caKey = try P256.Signing.PrivateKey(rawRepresentation: caKeyRaw)
+        let certificate = try Certificate(
+            version: .v3,
+            serialNumber: Certificate.SerialNumber(),
+            publicKey: publicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notAfter,
+            issuer: caName,
+            subject: subject,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([usage])
+                SubjectKeyIdentifier(hash: publicKey)
+                AuthorityKeyIdentifier(keyIdentifier: caKeyID)
+                if !sans.isEmpty {
+                    SubjectAlternativeNames(sans)
+                }
+            },
+            issuerPrivateKey: Certificate.PrivateKey(caKey)
         )
+        return (try certificate.serializeAsPEM().pemString + "\n", key.pemRepresentation + "\n")
     }
 
     /// An IP literal becomes an iPAddress SAN, anything else a dNSName SAN.

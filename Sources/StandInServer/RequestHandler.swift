@@ -143,10 +143,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
         var authenticatedBy: String?
         if let authorization = head.headers.first(name: "authorization"),
-            authorization.lowercased().hasPrefix("bearer "),
-            core.isValidToken(authorization.dropFirst(7).trimmingCharacters(in: .whitespaces))
+            let method = core.authenticate(authorization: authorization)
         {
-            authenticatedBy = "token"
+            authenticatedBy = method
         } else if connection.hasClientCertificate {
             authenticatedBy = "certificate"
         }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -63,6 +64,28 @@ final class ServerCore: Sendable {
 
     func isValidToken(_ token: String) -> Bool {
         mutable.withLock { $0.tokens.contains(token) }
+    }
+
+    /// Checks the credentials of an `Authorization` header value; returns how they authenticate ("token" or
+    /// "basic:USER"), or nil.
+    func authenticate(authorization: String) -> String? {
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        let scheme = parts[0].lowercased()
+        let value = parts[1].trimmingCharacters(in: .whitespaces)
+        if scheme == "bearer" {
+            return isValidToken(value) ? "token" : nil
+        }
+        if scheme == "basic", let data = Data(base64Encoded: value) {
+            let pair = String(decoding: data, as: UTF8.self)
+            guard let colon = pair.firstIndex(of: ":") else { return nil }
+            let user = String(pair[..<colon])
+            let password = String(pair[pair.index(after: colon)...])
+            if let expected = configuration.basicAuthUsers[user], expected == password {
+                return "basic:" + user
+            }
+        }
+        return nil
     }
 
     var stats: StandInStats {

@@ -9,8 +9,10 @@ public struct StandInConfiguration: Sendable {
     public var port = 0
     /// Accepted bearer tokens (replaceable at runtime with `StandIn.setTokens(_:)`).
     public var tokens: [String] = ["standin-token"]
-    /// When true, a request needs `Authorization: Bearer <token>` or a TLS client certificate signed by the stand-in
-    /// CA; otherwise it gets 401. `/healthz`, `/livez` and `/readyz` are always anonymous.
+    /// Accepted `Authorization: Basic` user names and passwords (none by default).
+    public var basicAuthUsers: [String: String] = [:]
+    /// When true, a request needs `Authorization: Bearer <token>`, `Authorization: Basic` with a configured user, or a
+    /// TLS client certificate signed by the stand-in CA; otherwise it gets 401. `/healthz`, `/livez` and `/readyz` are always anonymous.
     public var requireAuth = true
     /// ALPN offers `h2` and `http/1.1`; false offers `http/1.1` only.
     public var enableHTTP2 = true
@@ -162,6 +164,12 @@ public final class StandIn: Sendable {
 
     public func setTokens(_ tokens: [String]) {
         core.setTokens(tokens)
+    }
+
+    /// A new client certificate and key (PEM) signed by the stand-in's CA, for a further identity; the echo
+    /// endpoint reports the common name of the certificate a connection presented.
+    public func issueClientCertificate(commonName: String, organization: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
+        try core.pki.issueClientCertificate(commonName: commonName, organization: organization)
     }
 
     /// Sends GOAWAY(NO_ERROR, last stream ID = highest stream seen) on every HTTP/2 connection. Streams already

@@ -23,10 +23,10 @@ struct TunnelUpgrader: HTTPServerProtocolUpgrader, Sendable {
 
     func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
         var auth = "none"
-        if let header = upgradeRequest.headers["authorization"].first, header.hasPrefix("Bearer "),
-            core.isValidToken(String(header.dropFirst(7)))
+        if let header = upgradeRequest.headers["authorization"].first,
+            let method = core.authenticate(authorization: header)
         {
-            auth = "token"
+            auth = method
         } else if connection.hasClientCertificate {
             auth = "certificate"
         }

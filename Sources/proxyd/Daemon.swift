@@ -18,6 +18,10 @@ enum Daemon {
         } catch {
             throw StartupError(message: "\(error)")
         }
+        if let expiry = server.authProviderTokenExpiry {
+            logger.warning(
+                "the kubeconfig's oidc id-token expires at \(expiry.formatted(.iso8601)); proxyd does not refresh it (use an exec plugin such as kubelogin for long-running use)")
+        }
         // Unbuffered, so tools that wait for this line see it at once.
         let announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
         FileHandle.standardOutput.write(Data(announcement.utf8))

@@ -194,10 +194,6 @@ struct ProxyCommand: ParsableCommand {
             throw StartupError(
                 message: "the kubeconfig user uses an exec credential plugin (\(exec.command)), which this proxyd version does not support yet; use a token, token file or client certificate")
         }
-        if let provider = upstream.credentials.authProvider {
-            throw StartupError(
-                message: "the kubeconfig user uses the auth-provider \"\(provider)\", which proxyd does not support; use an exec plugin or a token")
-        }
         if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty {
             throw StartupError(
                 message: "the kubeconfig cluster sets proxy-url (\(proxyURL)), which this proxyd version does not support yet")

@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+public import Foundation
 import Synchronization
 
 /// Holds the current `CredentialSnapshot`, shared read-mostly by every event loop, and keeps it fresh:
@@ -47,6 +47,15 @@ public final class CredentialStore: Sendable {
             let raw = Array("\(user):\(credentials.password ?? "")".utf8)
             authorization = "Basic " + Data(raw).base64EncodedString()
         }
+        var providerExpiry: Date?
+        if authorization == nil, credentials.tokenFile == nil, sendCredentials,
+            let provider = credentials.authProvider
+        {
+            let token = try AuthProvider.token(provider: provider, config: credentials.authProviderConfig)
+            authorization = "Bearer " + token.bearer
+            providerExpiry = token.expiry
+        }
+        authProviderTokenExpiry = providerExpiry
         var tokenFile = credentials.tokenFile
         if !sendCredentials {
             authorization = nil
@@ -64,6 +73,9 @@ public final class CredentialStore: Sendable {
         interval = pollInterval
         timer = tokenFile == nil ? nil : DispatchSource.makeTimerSource(queue: .global(qos: .utility))
     }
+
+    /// When the `auth-provider` (oidc) token in use expires; proxyd does not refresh it (see `AuthProvider`).
+    public let authProviderTokenExpiry: Date?
 
     /// The credentials to add to the next request.
     public var current: CredentialSnapshot { state.withLock { $0 } }

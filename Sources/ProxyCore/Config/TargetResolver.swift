@@ -316,10 +316,15 @@ struct TargetResolver {
             tls.clientCertificatePEM = certPEM
             tls.clientKeyPEM = keyPEM
         }
-        return UpstreamTarget(
+        var target = UpstreamTarget(
             scheme: server.scheme, host: server.host, port: server.port, basePath: server.basePath,
             authority: server.authority, tls: tls, credentials: credentials, proxyURL: cluster.proxyURL,
             disableCompression: cluster.disableCompression)
+        if https && hasCert {
+            target.clientCertificateFile = user.clientCertificate
+            target.clientKeyFile = user.clientKey
+        }
+        return target
     }
 
     private func validateExec(_ raw: KubeconfigExec) throws(ConfigError) -> ExecConfig {

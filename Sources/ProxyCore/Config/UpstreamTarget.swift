@@ -22,6 +22,10 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// The cluster's `proxy-url`, validated (http, https or socks5) but not otherwise interpreted.
     public var proxyURL: String?
     public var disableCompression: Bool
+    /// Absolute paths of the client certificate and key when they came from files (not `-data`): re-read while
+    /// proxyd runs, so a rotated identity is used by new upstream connections.
+    public var clientCertificateFile: String?
+    public var clientKeyFile: String?
 
     public init(
         scheme: String, host: String, port: UInt16, basePath: String = "", authority: String,

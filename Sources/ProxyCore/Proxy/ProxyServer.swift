@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+public import Foundation
 public import Logging
 import Synchronization
 
@@ -123,6 +123,7 @@ public final class ProxyServer: Sendable {
     private let group: EventLoopGroup
     private let contexts: [ObjectIdentifier: LoopContext]
     private let listeners = Mutex<[Listener]>([])
+    private let certificateReloader: ClientCertificateReloader?
 
     /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded.
     public init(configuration: ProxyConfiguration, logger: Logger, metrics: ProxyMetrics = ProxyMetrics()) throws {
@@ -150,9 +151,19 @@ public final class ProxyServer: Sendable {
             contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, target: target)
         }
         self.contexts = contexts
+        certificateReloader = ClientCertificateReloader(target: target, logger: logger) { [shared, contexts] main, upgrade in
+            shared.tlsContext.withLock { $0 = main }
+            shared.upgradeTLSContext.withLock { $0 = upgrade }
+            for context in contexts.values {
+                context.loop.execute { context.pool.retireConnections() }
+            }
+        }
     }
 
     public var metrics: ProxyMetrics { shared.metrics }
+
+    /// When the kubeconfig's `auth-provider` (oidc) id-token expires, if it says; proxyd does not refresh it.
+    public var authProviderTokenExpiry: Date? { shared.credentials.authProviderTokenExpiry }
 
     /// Binds the listeners and starts serving.
     /// - Returns: the addresses being served, as `Starting to serve on …` prints them.
@@ -191,6 +202,7 @@ public final class ProxyServer: Sendable {
         }
         listeners.withLock { $0 = bound }
         shared.credentials.startWatching()
+        certificateReloader?.start()
         return bound.map(\.localAddress)
     }
 
@@ -214,6 +226,7 @@ public final class ProxyServer: Sendable {
             return out
         }
         shared.credentials.stopWatching()
+        certificateReloader?.stop()
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)

@@ -36,6 +36,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var lastFailure: UpstreamFailure?
     private var idleTimer: LoopTimer?
     private var shuttingDown = false
+    /// Connections set up, or HTTP/1.1 connections busy, when the TLS identity changed: they carry no new request.
+    private var retired: Set<ObjectIdentifier> = []
 
     init(
         loop: EventLoop, target: UpstreamTarget, logger: Logger,
@@ -136,6 +138,12 @@ final class UpstreamPool: UpstreamTransportDelegate {
     func transportDidConnect(_ transport: UpstreamTransport, alpn: String?) {
         let key = ObjectIdentifier(transport)
         connecting.removeValue(forKey: key)
+        if retired.remove(key) != nil {
+            // Set up with the previous identity: close it; the waiting streams get a connection with the new one.
+            transport.close()
+            dispatchWaiting()
+            return
+        }
         failures = 0
         unavailableUntil = 0
         lastFailure = nil
@@ -182,6 +190,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
         let key = ObjectIdentifier(transport)
         if connecting.removeValue(forKey: key) != nil {
+            retired.remove(key)
             // Setup failed.
             let failure = failure ?? .unavailable("connection to \(target.authority) closed during setup")
             failures += 1
@@ -204,6 +213,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         case let h1 as HTTP1UpstreamConnection:
             http1.removeAll { $0 === h1 }
             idleHTTP1.removeAll { $0 === h1 }
+            retired.remove(ObjectIdentifier(h1))
             h1.didClose(failure: failure)
         default:
             break
@@ -223,7 +233,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
 
     func http1ConnectionIsIdle(_ connection: HTTP1UpstreamConnection) {
         guard !connection.isClosed else { return }
-        if shuttingDown {
+        if shuttingDown || retired.contains(ObjectIdentifier(connection)) {
             connection.close()
             return
         }
@@ -270,6 +280,21 @@ final class UpstreamPool: UpstreamTransportDelegate {
             h1.close()
         }
         if !http2.isEmpty || !http1.isEmpty { scheduleIdleCheck() }
+    }
+
+    /// The TLS identity changed (rotated client certificate): connections made with the old one take no new
+    /// requests; HTTP/2 ones send GOAWAY and close after their last stream, HTTP/1.1 ones close when idle, and ones
+    /// still being set up are dropped once ready. New requests open connections with the new identity.
+    func retireConnections() {
+        for h2 in http2 {
+            h2.goAway()
+            if h2.streamCount == 0 { h2.close() }
+        }
+        for h1 in idleHTTP1 { h1.close() }
+        idleHTTP1.removeAll()
+        for h1 in http1 where !h1.isClosed { retired.insert(ObjectIdentifier(h1)) }
+        for key in connecting.keys { retired.insert(key) }
+        dispatchWaiting()
     }
 
     /// Graceful stop: no new connections; idle ones close now, busy ones after their exchanges.

@@ -57,6 +57,124 @@ struct CredentialTests {
         await h.stop()
     }
 
+    /// A kubeconfig for the stand-in (CA by file) whose user stanza is `user` (flow-style YAML).
+    private static func kubeconfig(_ standIn: StandIn, _ dir: URL, user: String, name: String = "kubeconfig-custom") throws -> String {
+        let path = dir.appendingPathComponent(name).path
+        try """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: s
+              cluster: {server: "\(standIn.url)", certificate-authority: ca.crt}
+            users:
+            - name: u
+              user: \(user)
+            contexts:
+            - name: x
+              context: {cluster: s, user: u}
+            current-context: x
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func basicAuthFromKubeconfigIsVerified() async throws {
+        let h = try await Harness.start(
+            standIn: { $0.basicAuthUsers = ["alice": "s3cret:pw"] },
+            kubeconfig: { standIn, dir in try Self.kubeconfig(standIn, dir, user: #"{username: alice, password: "s3cret:pw"}"#) })
+        let e = try await echo(h)
+        #expect(e["authenticatedBy"] as? String == "basic:alice")
+        await h.stop()
+        // A wrong password is refused by the stand-in (401 relayed): it checks, not just accepts.
+        let wrong = try await Harness.start(
+            standIn: { $0.basicAuthUsers = ["alice": "s3cret:pw"] },
+            kubeconfig: { standIn, dir in try Self.kubeconfig(standIn, dir, user: "{username: alice, password: nope}") })
+        #expect(try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "\(wrong.url)/api"]).text == "401")
+        #expect(!wrong.proxy.child.stderr.contains("nope"))
+        await wrong.stop()
+    }
+
+    @Test func oidcAuthProviderSendsTheIdToken() async throws {
+        let exp = Int(Date().timeIntervalSince1970) + 3600
+        let idToken = Self.unsignedJWT(#"{"sub":"alice","exp":\#(exp)}"#)
+        let h = try await Harness.start(
+            standIn: { $0.tokens = [idToken] },
+            kubeconfig: { standIn, dir in
+                try Self.kubeconfig(standIn, dir, user: """
+                    {auth-provider: {name: oidc, config: {client-id: k, idp-issuer-url: "https://127.0.0.1:1", id-token: "\(idToken)", refresh-token: r-secret}}}
+                    """)
+            })
+        let e = try await echo(h)
+        #expect(e["authenticatedBy"] as? String == "token")
+        #expect(h.proxy.child.stderr.contains("oidc id-token expires at"))
+        #expect(!h.proxy.child.stderr.contains(idToken) && !h.proxy.child.stderr.contains("r-secret"))
+        await h.stop()
+    }
+
+    @Test func expiredOidcTokenAndRemovedProvidersFailAtStartup() async throws {
+        let standIn = try await StandIn.start(StandInConfiguration())
+        let dir = try TempDirectory.make()
+        try standIn.writeState(to: dir.path)
+        let expired = Self.unsignedJWT(#"{"sub":"alice","exp":1600000000}"#)
+        let cases: [(String, String)] = [
+            ("{auth-provider: {name: oidc, config: {id-token: \"\(expired)\"}}}", "id-token expired at 2020-09-13T12:26:40Z"),
+            ("{auth-provider: {name: gcp, config: {access-token: gcp-secret}}}", "gke-gcloud-auth-plugin"),
+        ]
+        for (user, expected) in cases {
+            let path = try Self.kubeconfig(standIn, dir, user: user)
+            let child = try ChildProcess(executable: BuildProducts.proxyd, arguments: ["--port=0", "--kubeconfig", path])
+            #expect(try await child.waitForExit() == 1)
+            #expect(child.stderr.contains(expected), "\(child.stderr)")
+            #expect(!child.stderr.contains(expired) && !child.stderr.contains("gcp-secret"))
+        }
+        try? await standIn.stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    private static func unsignedJWT(_ payload: String) -> String {
+        func b64url(_ s: String) -> String {
+            Data(s.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        return b64url(#"{"alg":"RS256"}"#) + "." + b64url(payload) + ".c2ln"
+    }
+
+    /// Client certificate files replaced while proxyd runs: new requests present the new identity (the stand-in
+    /// reports the certificate's CN), and a watch on a connection made with the old identity keeps streaming.
+    @Test func clientCertificateFileRotationDrainsOldConnections() async throws {
+        let h = try await Harness.start(
+            proxyArguments: ["--loops=1"],
+            kubeconfig: { standIn, dir in
+                try Self.kubeconfig(standIn, dir, user: "{client-certificate: client.crt, client-key: client.key}")
+            })
+        #expect(try await echo(h)["clientCertificateCN"] as? String == "standin-client")
+        try h.standIn.createPod(name: "before")
+        let watch = try RawClient(port: h.proxy.port)
+        watch.send("GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(watch.read(until: "\"before\"").hasPrefix("HTTP/1.1 200"))
+        #expect(h.standIn.stats.h2Connections == 1)
+
+        // Rotate as a tool would: the key first, then the certificate (a mismatched pair in between is not used).
+        let (certificate, key) = try h.standIn.issueClientCertificate(commonName: "rotated-client")
+        try key.write(to: h.directory.appendingPathComponent("client.key"), atomically: true, encoding: .utf8)
+        try await Task.sleep(for: .seconds(6))  // one poll sees the half-written pair
+        #expect(try await echo(h)["clientCertificateCN"] as? String == "standin-client")
+        try certificate.write(to: h.directory.appendingPathComponent("client.crt"), atomically: true, encoding: .utf8)
+        var cn: String?
+        for _ in 0..<60 {
+            cn = try await echo(h)["clientCertificateCN"] as? String
+            if cn == "rotated-client" { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(cn == "rotated-client")
+        #expect(h.standIn.stats.h2Connections == 2)
+        #expect(h.proxy.child.stderr.contains("cannot be used yet"))
+        // The watch made with the old identity still streams.
+        try h.standIn.createPod(name: "after")
+        #expect(watch.read(until: "\"after\"").contains("\"after\""))
+        watch.close()
+        await h.stop()
+    }
+
     @Test func impersonationFlagsBecomeHeadersAndClientHeadersWin() async throws {
         let h = try await Harness.start(proxyArguments: ["--as=alice", "--as-group=dev", "--as-group=ops"])
         let e = try await echo(h)
