@@ -219,7 +219,9 @@ final class ClientConnection: StreamConnectionDelegate {
     /// Writes a complete local response.
     func writeLocal(_ response: LocalResponse, headOnly: Bool, keepAlive: Bool, version: HTTPVersion) {
         var headers = response.headers
-        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+        if response.status != 304 && response.status != 204 {  // they have no body, and no length
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+        }
         headers.replaceOrAdd(name: "Date", value: HTTPDate.now())
         if !keepAlive {
             headers.replaceOrAdd(name: "Connection", value: "close")

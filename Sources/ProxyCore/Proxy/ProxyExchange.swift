@@ -48,7 +48,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             PathRouter.cleanPath(decoded) == decoded,
             files.claims(path: decoded, apiPrefix: shared.router.apiPrefix)
         {
-            respondLocally(files.respond(path: decoded, rawQuery: target.rawQuery))
+            respondLocally(files.respond(path: decoded, rawQuery: target.rawQuery, method: head.method, headers: head.headers))
             return
         }
         let decision = shared.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)

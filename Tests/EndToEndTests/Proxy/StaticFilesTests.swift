@@ -42,6 +42,34 @@ struct StaticFilesTests {
         await h.stop()
     }
 
+    /// curl's range and time-condition options against `--www`, as Go's file server answers them.
+    @Test func rangesAndConditionalRequests() async throws {
+        let www = try TempDirectory.make()
+        try "0123456789".write(to: www.appendingPathComponent("digits.txt"), atomically: true, encoding: .utf8)
+        let h = try await Harness.start(proxyArguments: ["--www=\(www.path)"])
+        let url = "\(h.url)/static/digits.txt"
+
+        let part = try await Tool.curl(["-i", "-r", "2-4", url])
+        #expect(part.text.hasPrefix("HTTP/1.1 206"))
+        #expect(part.text.contains("Content-Range: bytes 2-4/10"))
+        #expect(part.text.hasSuffix("\r\n\r\n234"))
+        // A later request on the same connection still works (framing intact after a 206).
+        let both = try await Tool.curl(["-r", "-3", url, "--next", "-r", "0-0", url])
+        #expect(both.text == "7890")
+
+        let head = try await Tool.curl(["-sI", url])
+        #expect(head.text.contains("Accept-Ranges: bytes"))
+        let lastModified = try #require(head.text.split(separator: "\r\n").first { $0.hasPrefix("Last-Modified: ") })
+            .dropFirst("Last-Modified: ".count)
+        let cached = try await Tool.curl(["-i", "-H", "If-Modified-Since: \(lastModified)", url])
+        #expect(cached.text.hasPrefix("HTTP/1.1 304"))
+        #expect(!cached.text.contains("Content-Length"))
+        #expect(cached.text.hasSuffix("\r\n\r\n"))
+        let unsatisfiable = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "-r", "50-60", url])
+        #expect(unsatisfiable.text == "416")
+        await h.stop()
+    }
+
     @Test func conflictingPrefixesAreRefusedClearly() async throws {
         let h = try await Harness.start()
         let child = try ChildProcess(
