@@ -229,6 +229,14 @@ struct ProxyCommand: ParsableCommand {
             listen: listen, upstream: upstream, apiPrefix: apiPrefix, appendServerPath: appendServerPath,
             filter: filter, loopCount: loops ?? ProxyConfiguration.defaultLoopCount, accessLog: accessLog)
         configuration.wwwDirectory = www
+        // client-go's environment knobs for the HTTP/2 transport.
+        let (healthCheck, warnings) = HTTP2HealthCheck.fromEnvironment(environment)
+        configuration.http2HealthCheck = healthCheck
+        for warning in warnings { logger.warning("\(warning)") }
+        if let value = environment["DISABLE_HTTP2"], !value.isEmpty {
+            logger.info("HTTP2 has been explicitly disabled")
+            configuration.upstream.tls.alpn = ["http/1.1"]
+        }
         configuration.wwwPrefix = wwwPrefix
         // Go's net.Dialer: 0 means the default 15 s, negative means off.
         if keepAliveDuration < .zero {

@@ -32,6 +32,8 @@ public struct ProxyConfiguration: Sendable {
     /// `--keepalive`: TCP keep-alive period of upgrade connections (exec, attach, port-forward); `nil` leaves the
     /// system default (keep-alive off).
     public var upgradeKeepAlive: Duration? = .seconds(15)
+    /// HTTP/2 connection health check (client-go's `HTTP2_READ_IDLE_TIMEOUT_SECONDS`, `HTTP2_PING_TIMEOUT_SECONDS`).
+    public var http2HealthCheck = HTTP2HealthCheck()
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),
@@ -55,6 +57,41 @@ public struct ProxyConfiguration: Sendable {
 
     public static var defaultLoopCount: Int {
         max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// After `readIdle` without a frame from the apiserver, an upstream HTTP/2 connection sends a PING; without an
+/// answer within `pingTimeout` the connection is dropped (its streams fail with 502) and the next request reconnects.
+public struct HTTP2HealthCheck: Sendable, Equatable {
+    /// `nil` turns the check off.
+    public var readIdle: Duration?
+    public var pingTimeout: Duration
+
+    public init(readIdle: Duration? = .seconds(30), pingTimeout: Duration = .seconds(15)) {
+        self.readIdle = readIdle
+        self.pingTimeout = pingTimeout
+    }
+
+    /// client-go's environment variables: whole seconds; a read-idle of 0 disables the check; a value that is not
+    /// an integer keeps the default (client-go logs a warning; so does proxyd: `warnings` lists them).
+    public static func fromEnvironment(_ environment: [String: String]) -> (HTTP2HealthCheck, warnings: [String]) {
+        var check = HTTP2HealthCheck()
+        var warnings: [String] = []
+        if let text = environment["HTTP2_READ_IDLE_TIMEOUT_SECONDS"], !text.isEmpty {
+            if let seconds = Int(text) {
+                check.readIdle = seconds == 0 ? nil : .seconds(seconds)
+            } else {
+                warnings.append("Illegal HTTP2_READ_IDLE_TIMEOUT_SECONDS(\"\(text)\"): not an integer. Default value 30 is used")
+            }
+        }
+        if let text = environment["HTTP2_PING_TIMEOUT_SECONDS"], !text.isEmpty {
+            if let seconds = Int(text) {
+                check.pingTimeout = .seconds(seconds)
+            } else {
+                warnings.append("Illegal HTTP2_PING_TIMEOUT_SECONDS(\"\(text)\"): not an integer. Default value 15 is used")
+            }
+        }
+        return (check, warnings)
     }
 }
 

@@ -20,10 +20,12 @@ final class SharedProxyState: Sendable {
     let staticFiles: StaticFiles?
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
+    let http2HealthCheck: HTTP2HealthCheck
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
-         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?) {
+         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?,
+         http2HealthCheck: HTTP2HealthCheck) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -37,6 +39,7 @@ final class SharedProxyState: Sendable {
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
         self.upgradeKeepAlive = upgradeKeepAlive
+        self.http2HealthCheck = http2HealthCheck
     }
 }
 
@@ -56,7 +59,8 @@ final class LoopContext: @unchecked Sendable {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        pool = UpstreamPool(loop: loop, target: target, logger: shared.logger) { [shared] in
+        pool = UpstreamPool(loop: loop, target: target, logger: shared.logger, healthCheck: shared.http2HealthCheck) {
+            [shared] in
             shared.tlsContext.withLock { $0 }
         }
     }
@@ -144,7 +148,7 @@ public final class ProxyServer: Sendable {
             metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
             upgradeTLSContext: upgradeTLSContext, target: target,
             staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
-            upgradeKeepAlive: configuration.upgradeKeepAlive)
+            upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {

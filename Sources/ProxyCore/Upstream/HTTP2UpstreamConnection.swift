@@ -8,8 +8,6 @@ import Dispatch
 /// instead of piling up in memory.
 final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     static let writeHighWater = 256 * 1024
-    static let pingAfterSilence: Duration = .seconds(30)  // client-go's ReadIdleTimeout
-    static let pingTimeout: Duration = .seconds(15)  // client-go's PingTimeout
 
     let id: Int
     let transport: UpstreamTransport
@@ -32,7 +30,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         self.pool = pool
         session = try HTTP2Session(delegate: self)
         flush()
-        scheduleHealthCheck(after: Self.pingAfterSilence)
+        if let readIdle = pool.healthCheck.readIdle { scheduleHealthCheck(after: readIdle) }
     }
 
     var streamCount: Int { streams.count }
@@ -190,18 +188,20 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     private func healthCheck() {
-        guard !isClosed else { return }
+        guard !isClosed, let readIdle = pool.healthCheck.readIdle else { return }
+        let pingTimeout = pool.healthCheck.pingTimeout
         if pingOutstanding {
-            close(failure: .badGateway("the apiserver did not answer a PING within \(Self.pingTimeout)"))
+            close(failure: .badGateway("the apiserver did not answer a PING within \(pingTimeout)"))
             return
         }
         let silentNanos = DispatchTime.now().uptimeNanoseconds - lastRead.uptimeNanoseconds
-        let threshold = UInt64(Self.pingAfterSilence.components.seconds) * 1_000_000_000
+        let threshold = UInt64(readIdle.components.seconds) * 1_000_000_000
+            + UInt64(readIdle.components.attoseconds / 1_000_000_000)
         if silentNanos >= threshold {
             pingOutstanding = true
             session.ping()
             flush()
-            scheduleHealthCheck(after: Self.pingTimeout)
+            scheduleHealthCheck(after: pingTimeout)
         } else {
             scheduleHealthCheck(after: .nanoseconds(Int64(threshold - silentNanos)))
         }

@@ -18,6 +18,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
 
     let loop: EventLoop
     let target: UpstreamTarget
+    let healthCheck: HTTP2HealthCheck
     private let tlsContextProvider: @Sendable () -> TLSContext?
     private let logger: Logger
 
@@ -40,11 +41,12 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var retired: Set<ObjectIdentifier> = []
 
     init(
-        loop: EventLoop, target: UpstreamTarget, logger: Logger,
+        loop: EventLoop, target: UpstreamTarget, logger: Logger, healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(),
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
     ) {
         self.loop = loop
         self.target = target
+        self.healthCheck = healthCheck
         self.logger = logger
         self.tlsContextProvider = tlsContextProvider
     }
