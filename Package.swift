@@ -18,7 +18,6 @@ var products: [Product] = [
 var dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-    .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
 ]
 
 var targets: [Target] = [
@@ -32,13 +31,19 @@ var targets: [Target] = [
         pkgConfig: "libnghttp2",
         providers: [.apt(["libnghttp2-dev"])]
     ),
+    // libyaml for kubeconfig files (see Sources/ProxyCore/Config/YAML.swift for why not a Swift YAML package).
+    .systemLibrary(
+        name: "CYaml",
+        pkgConfig: "yaml-0.1",
+        providers: [.apt(["libyaml-dev"])]
+    ),
     .target(
         name: "ProxyCore",
         dependencies: [
             "COpenSSL",
             "CNghttp2",
+            "CYaml",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Yams", package: "Yams"),
         ],
         swiftSettings: strict
     ),

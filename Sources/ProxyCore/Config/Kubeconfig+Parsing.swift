@@ -1,5 +1,4 @@
 import Foundation
-import Yams
 
 extension Kubeconfig {
     /// Decodes one kubeconfig file (YAML or JSON).
@@ -14,18 +13,17 @@ extension Kubeconfig {
     ///     resolved against its directory.
     /// - Throws: `ConfigError` naming `file` and the key path (or line and column for syntax errors).
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> Kubeconfig {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             throw ConfigError(kind: .syntax, file: file, message: "not valid UTF-8")
         }
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLParser.compose(bytes)
         } catch {
-            let (position, message) = describeYAMLError(error)
-            throw ConfigError(kind: .syntax, file: file, keyPath: position, message: message)
+            throw ConfigError(kind: .syntax, file: file, keyPath: error.position, message: error.message)
         }
         var config = Kubeconfig(files: [file])
-        guard let root, root.null == nil else { return config }
+        guard let root, !root.isNull else { return config }
         let reader = NodeReader(file: file)
         guard root.mapping != nil else {
             throw ConfigError(kind: .invalidValue, file: file, message: "expected a mapping at the top level")
@@ -47,28 +45,7 @@ extension Kubeconfig {
     }
 }
 
-/// The text of a Yams error without any excerpt of the document (which could contain a secret): libyaml's fixed
-/// problem and context texts and the position only.
-private func describeYAMLError(_ error: any Error) -> (position: String?, message: String) {
-    guard let yaml = error as? YamlError else { return (nil, "cannot parse YAML") }
-    func positioned(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> (String?, String) {
-        var text = problem
-        if let context { text += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))" }
-        return ("line \(mark.line), column \(mark.column)", text)
-    }
-    switch yaml {
-    case .scanner(let context, let problem, let mark, _),
-        .parser(let context, let problem, let mark, _),
-        .composer(let context, let problem, let mark, _):
-        return positioned(context, problem, mark)
-    case .reader(let problem, let offset, _, _):
-        return (offset.map { "offset \($0)" }, problem)
-    case .memory: return (nil, "out of memory while parsing YAML")
-    default: return (nil, "cannot parse YAML")
-    }
-}
-
-/// Typed access to a Yams node tree, producing `ConfigError`s with the key path.
+/// Typed access to a YAML node tree, producing `ConfigError`s with the key path.
 private struct NodeReader {
     let file: String
     var directory: String { ConfigFiles.directory(of: file) }
@@ -78,62 +55,62 @@ private struct NodeReader {
     }
 
     /// `nil` for absent and null nodes.
-    func present(_ node: Node?) -> Node? {
-        guard let node, node.null == nil else { return nil }
+    func present(_ node: YAMLNode?) -> YAMLNode? {
+        guard let node, !node.isNull else { return nil }
         return node
     }
 
     /// A scalar as a string; `nil` when absent, null or "" (client-go treats "" as unset).
-    func string(_ node: Node?, _ path: String) throws(ConfigError) -> String? {
+    func string(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> String? {
         guard let node = present(node) else { return nil }
         guard let scalar = node.scalar else { throw invalid(path, "expected a string") }
-        return scalar.string.isEmpty ? nil : scalar.string
+        return scalar.isEmpty ? nil : scalar
     }
 
-    func bool(_ node: Node?, _ path: String) throws(ConfigError) -> Bool {
+    func bool(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> Bool {
         guard let node = present(node) else { return false }
-        guard let scalar = node.scalar, let value = Bool.construct(from: scalar) else {
+        guard let value = node.bool else {
             throw invalid(path, "expected true or false")
         }
         return value
     }
 
-    func strings(_ node: Node?, _ path: String) throws(ConfigError) -> [String] {
+    func strings(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> [String] {
         guard let node = present(node) else { return [] }
         guard let sequence = node.sequence else { throw invalid(path, "expected a list of strings") }
         var out: [String] = []
         for (index, item) in sequence.enumerated() {
             guard let scalar = item.scalar else { throw invalid("\(path)[\(index)]", "expected a string") }
-            out.append(scalar.string)
+            out.append(scalar)
         }
         return out
     }
 
-    func mapping(_ node: Node?, _ path: String) throws(ConfigError) -> Node.Mapping? {
+    func mapping(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> [YAMLPair]? {
         guard let node = present(node) else { return nil }
         guard let mapping = node.mapping else { throw invalid(path, "expected a mapping") }
         return mapping
     }
 
     /// base64 (standard alphabet, padded; CR and LF ignored, like Go's decoder) → bytes; `nil` when unset.
-    func base64(_ node: Node?, _ path: String) throws(ConfigError) -> [UInt8]? {
+    func base64(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> [UInt8]? {
         guard let text = try string(node, path) else { return nil }
         let compact = text.filter { $0 != "\n" && $0 != "\r" }
         guard let data = Data(base64Encoded: compact) else { throw invalid(path, "not valid base64") }
         return data.isEmpty ? nil : [UInt8](data)
     }
 
-    func path(_ node: Node?, _ path: String) throws(ConfigError) -> String? {
+    func path(_ node: YAMLNode?, _ path: String) throws(ConfigError) -> String? {
         try string(node, path).map { ConfigFiles.resolve($0, against: directory) }
     }
 
     /// `key: [{name: n, <inner>: {...}}]` → (name, inner node, "key[n].inner") in file order. Duplicate names are
     /// an error, as in client-go's conversion.
-    func namedList(_ root: Node, _ key: String, inner: String) throws(ConfigError) -> [(String, Node?, String)] {
+    func namedList(_ root: YAMLNode, _ key: String, inner: String) throws(ConfigError) -> [(String, YAMLNode?, String)] {
         guard let node = present(root[key]) else { return [] }
         guard let sequence = node.sequence else { throw invalid(key, "expected a list") }
         var seen = Set<String>()
-        var out: [(String, Node?, String)] = []
+        var out: [(String, YAMLNode?, String)] = []
         for (index, item) in sequence.enumerated() {
             guard item.mapping != nil else { throw invalid("\(key)[\(index)]", "expected a mapping") }
             guard let name = try string(item["name"], "\(key)[\(index)].name") else {
@@ -147,7 +124,7 @@ private struct NodeReader {
         return out
     }
 
-    func cluster(_ node: Node?, _ p: String) throws(ConfigError) -> KubeconfigCluster {
+    func cluster(_ node: YAMLNode?, _ p: String) throws(ConfigError) -> KubeconfigCluster {
         var cluster = KubeconfigCluster(origin: file)
         guard let node else { return cluster }
         cluster.server = try string(node["server"], "\(p).server")
@@ -161,7 +138,7 @@ private struct NodeReader {
         return cluster
     }
 
-    func context(_ node: Node?, _ p: String) throws(ConfigError) -> KubeconfigContext {
+    func context(_ node: YAMLNode?, _ p: String) throws(ConfigError) -> KubeconfigContext {
         var context = KubeconfigContext(origin: file)
         guard let node else { return context }
         context.cluster = try string(node["cluster"], "\(p).cluster")
@@ -170,7 +147,7 @@ private struct NodeReader {
         return context
     }
 
-    func user(_ node: Node?, _ p: String) throws(ConfigError) -> KubeconfigUser {
+    func user(_ node: YAMLNode?, _ p: String) throws(ConfigError) -> KubeconfigUser {
         var user = KubeconfigUser(origin: file)
         guard let node else { return user }
         user.clientCertificate = try path(node["client-certificate"], "\(p).client-certificate")
@@ -185,8 +162,8 @@ private struct NodeReader {
         user.impersonateUID = try string(node["as-uid"], "\(p).as-uid")
         user.impersonateGroups = try strings(node["as-groups"], "\(p).as-groups")
         if let extra = try mapping(node["as-user-extra"], "\(p).as-user-extra") {
-            for (key, value) in extra {
-                guard let name = key.scalar?.string else { throw invalid("\(p).as-user-extra", "expected string keys") }
+            for (key, value) in extra.map({ ($0.key, $0.value) }) {
+                guard let name = key.scalar else { throw invalid("\(p).as-user-extra", "expected string keys") }
                 user.impersonateUserExtra[name] = try strings(value, "\(p).as-user-extra[\(name)]")
             }
         }
@@ -196,8 +173,8 @@ private struct NodeReader {
             let name = try string(provider["name"], "\(pp).name") ?? ""
             var config: [String: String] = [:]
             if let map = try mapping(provider["config"], "\(pp).config") {
-                for (key, value) in map {
-                    guard let k = key.scalar?.string else { throw invalid("\(pp).config", "expected string keys") }
+                for (key, value) in map.map({ ($0.key, $0.value) }) {
+                    guard let k = key.scalar else { throw invalid("\(pp).config", "expected string keys") }
                     config[k] = try string(value, "\(pp).config[\(k)]") ?? ""
                 }
             }
@@ -209,7 +186,7 @@ private struct NodeReader {
         return user
     }
 
-    func exec(_ node: Node, _ p: String) throws(ConfigError) -> KubeconfigExec {
+    func exec(_ node: YAMLNode, _ p: String) throws(ConfigError) -> KubeconfigExec {
         _ = try mapping(node, p)
         var exec = KubeconfigExec()
         exec.apiVersion = try string(node["apiVersion"], "\(p).apiVersion")
