@@ -25,22 +25,7 @@ struct CredentialTests {
             kubeconfig: { standIn, dir in
                 let tokenFile = dir.appendingPathComponent("token")
                 try "first-token\n".write(to: tokenFile, atomically: true, encoding: .utf8)
-                let path = dir.appendingPathComponent("kubeconfig-tokenfile").path
-                try """
-                    apiVersion: v1
-                    kind: Config
-                    clusters:
-                    - name: s
-                      cluster: {server: "\(standIn.url)", certificate-authority: ca.crt}
-                    users:
-                    - name: u
-                      user: {tokenFile: token}
-                    contexts:
-                    - name: x
-                      context: {cluster: s, user: u}
-                    current-context: x
-                    """.write(toFile: path, atomically: true, encoding: .utf8)
-                return path
+                return try writeKubeconfig(in: dir, server: standIn.url, user: "{tokenFile: token}")
             })
         #expect(try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "\(h.url)/api"]).text == "200")
         // Rotate: the apiserver now only accepts the new token, and the file holds it.
@@ -58,23 +43,8 @@ struct CredentialTests {
     }
 
     /// A kubeconfig for the stand-in (CA by file) whose user stanza is `user` (flow-style YAML).
-    private static func kubeconfig(_ standIn: StandIn, _ dir: URL, user: String, name: String = "kubeconfig-custom") throws -> String {
-        let path = dir.appendingPathComponent(name).path
-        try """
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: s
-              cluster: {server: "\(standIn.url)", certificate-authority: ca.crt}
-            users:
-            - name: u
-              user: \(user)
-            contexts:
-            - name: x
-              context: {cluster: s, user: u}
-            current-context: x
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+    private static func kubeconfig(_ standIn: StandIn, _ dir: URL, user: String) throws -> String {
+        try writeKubeconfig(in: dir, server: standIn.url, user: user)
     }
 
     @Test func basicAuthFromKubeconfigIsVerified() async throws {

@@ -11,21 +11,8 @@ struct HealthCheckTests {
         let relay = try PausableRelay(targetPort: standIn.port)
         let dir = try TempDirectory.make()
         try standIn.writeState(to: dir.path)
-        let kubeconfig = dir.appendingPathComponent("kubeconfig-relay").path
-        try """
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: s
-              cluster: {server: "https://127.0.0.1:\(relay.port)", certificate-authority: ca.crt}
-            users:
-            - name: u
-              user: {token: standin-token}
-            contexts:
-            - name: x
-              context: {cluster: s, user: u}
-            current-context: x
-            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        let kubeconfig = try writeKubeconfig(
+            in: dir, server: "https://127.0.0.1:\(relay.port)", user: "{token: standin-token}")
         let proxy = try await RunningProxy.start(
             arguments: ["--kubeconfig", kubeconfig, "--port=0", "--loops=1"],
             environment: ["HTTP2_READ_IDLE_TIMEOUT_SECONDS": "1", "HTTP2_PING_TIMEOUT_SECONDS": "1"])

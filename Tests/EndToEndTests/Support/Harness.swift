@@ -51,6 +51,27 @@ final class Harness: @unchecked Sendable {
     }
 }
 
+/// Writes a one-cluster, one-user kubeconfig into `dir` (the CA is `ca.crt` there, as `StandIn.writeState` writes
+/// it); `user` is the user stanza in flow-style YAML, e.g. `{token: standin-token}`.
+func writeKubeconfig(in dir: URL, server: String, user: String, name: String = "kubeconfig-custom") throws -> String {
+    let path = dir.appendingPathComponent(name).path
+    try """
+        apiVersion: v1
+        kind: Config
+        clusters:
+        - name: s
+          cluster: {server: "\(server)", certificate-authority: ca.crt}
+        users:
+        - name: u
+          user: \(user)
+        contexts:
+        - name: x
+          context: {cluster: s, user: u}
+        current-context: x
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
 enum TempDirectory {
     static func make() throws -> URL {
         let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("proxyd-e2e-\(UUID().uuidString)")
