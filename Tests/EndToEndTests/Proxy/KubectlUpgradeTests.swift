@@ -45,7 +45,8 @@ struct KubectlUpgradeTests {
     @Test(arguments: [[:], spdyExec])
     func execStdinComesBackWhole(environment: [String: String]) async throws {
         let h = try await start()
-        var input = Data(count: 256 * 1024)
+        // Large enough that proxyd's tunnel backpressure (256 KiB high water) engages in both directions.
+        var input = Data(count: 8 << 20)
         for i in input.indices { input[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13) }
         let r = try await kubectl(h, ["exec", "-i", "web", "--", "cat"], input: input, environment: environment)
         #expect(r.status == 0, "\(r.stderr)")
@@ -105,7 +106,7 @@ struct KubectlUpgradeTests {
     // MARK: port-forward
 
     @Test(arguments: [[:], spdyPortForward])
-    func portForwardCarriesTwoConcurrentConnections(environment: [String: String]) async throws {
+    func portForwardCarriesConcurrentAndLargeConnections(environment: [String: String]) async throws {
         let h = try await start()
         var env = environment
         env["HOME"] = NSTemporaryDirectory()
@@ -139,6 +140,24 @@ struct KubectlUpgradeTests {
         c.shutdownWrite()
         #expect(c.readToEnd() == greeting + "again")
 
+        // 4 MiB through one forwarded connection, written from another thread while this one reads the echo.
+        let big = try RawClient(port: port)
+        var bigPayload = [UInt8](repeating: 0, count: 4 << 20)
+        for i in bigPayload.indices { bigPayload[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 11) }
+        let sender = UncheckedBox((big, bigPayload))
+        Thread.detachNewThread {
+            sender.value.0.send(sender.value.1)
+            sender.value.0.shutdownWrite()
+        }
+        var received: [UInt8] = []
+        while true {
+            let chunk = big.readSome()
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        #expect(received.count == greeting.utf8.count + bigPayload.count)
+        #expect(received.dropFirst(greeting.utf8.count).elementsEqual(bigPayload))
+
         let stats = h.standIn.stats
         let expected =
             environment.isEmpty ? "portforward websocket SPDY/3.1+portforward.k8s.io" : "portforward spdy portforward.k8s.io"
@@ -147,11 +166,17 @@ struct KubectlUpgradeTests {
         // kubectl logs each local connection it forwarded (read from its stdout pipe asynchronously).
         let handled = { forward.stdout.components(separatedBy: "Handling connection for \(port)\n").count - 1 }
         let deadline = ContinuousClock.now + .seconds(5)
-        while handled() < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(handled() == 3)
+        while handled() < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(handled() == 4)
 
         forward.terminate()
         _ = try await forward.waitForExit()
         await h.stop()
     }
+}
+
+/// Hands a value to another thread (here a socket that one thread writes to while the other reads from it).
+final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
