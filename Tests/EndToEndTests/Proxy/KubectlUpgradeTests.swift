@@ -169,8 +169,15 @@ struct KubectlUpgradeTests {
         while handled() < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(handled() == 4)
 
+        // kubectl goes away: proxyd closes the tunnel's upstream connection too.
+        let withTunnel = stats.activeConnections
         forward.terminate()
         _ = try await forward.waitForExit()
+        let closeDeadline = ContinuousClock.now + .seconds(10)
+        while h.standIn.stats.activeConnections >= withTunnel, ContinuousClock.now < closeDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(h.standIn.stats.activeConnections == withTunnel - 1)
         await h.stop()
     }
 }
