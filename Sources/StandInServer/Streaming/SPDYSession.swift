@@ -26,6 +26,7 @@ final class SPDYSession {
     private let application: any SPDYStreamApplication
     private var openStreams: Set<UInt32> = []
     private var finishedLocally: Set<UInt32> = []
+    private var finishedRemotely: Set<UInt32> = []
     private var lastStreamID: UInt32 = 0
     private(set) var closed = false
 
@@ -61,14 +62,22 @@ final class SPDYSession {
             openStreams.insert(id)
             write(.synReply(streamID: id, fin: false, headers: SPDYHeaderBlock()))
             application.streamOpened(id, headers: headers, session: self)
-            if fin { application.streamFinished(id, session: self) }
+            if fin {
+                finishedRemotely.insert(id)
+                application.streamFinished(id, session: self)
+                forgetIfClosed(id)
+            }
         case .data(let id, let fin, let payload):
-            guard openStreams.contains(id) else { return }
+            guard openStreams.contains(id), !finishedRemotely.contains(id) else { return }
             if !payload.isEmpty { application.streamData(id, payload, session: self) }
-            if fin { application.streamFinished(id, session: self) }
+            if fin {
+                finishedRemotely.insert(id)
+                application.streamFinished(id, session: self)
+                forgetIfClosed(id)
+            }
         case .rstStream(let id, _):
-            guard openStreams.remove(id) != nil else { return }
-            finishedLocally.remove(id)
+            guard openStreams.contains(id) else { return }
+            forget(id)
             application.streamReset(id, session: self)
         case .ping(let id):
             // Echo the client's (odd) pings; the server sends none of its own.
@@ -92,7 +101,10 @@ final class SPDYSession {
             write(.data(streamID: id, fin: fin && last, payload: Array(bytes[offset..<end])))
             offset = end
         } while offset < bytes.count
-        if fin { finishedLocally.insert(id) }
+        if fin {
+            finishedLocally.insert(id)
+            forgetIfClosed(id)
+        }
     }
 
     /// Ends the server's side of a stream (an empty DATA frame with FIN).
@@ -101,9 +113,20 @@ final class SPDYSession {
     }
 
     func reset(_ id: UInt32) {
-        guard openStreams.remove(id) != nil else { return }
-        finishedLocally.remove(id)
+        guard openStreams.contains(id) else { return }
+        forget(id)
         write(.rstStream(streamID: id, status: SPDYFrame.statusCancel))
+    }
+
+    /// A stream both sides have finished is gone (so a long port-forward does not pile up stream state).
+    private func forgetIfClosed(_ id: UInt32) {
+        if finishedLocally.contains(id) && finishedRemotely.contains(id) { forget(id) }
+    }
+
+    private func forget(_ id: UInt32) {
+        openStreams.remove(id)
+        finishedLocally.remove(id)
+        finishedRemotely.remove(id)
     }
 
     /// Closes the connection (frames already written still go out first).
