@@ -58,7 +58,7 @@ final class SPDYConnectionHandler: ChannelInboundHandler {
     }
 }
 
-/// exec and attach over SPDY (kubelet's remote-command protocol, `v4.channel.k8s.io` and earlier): the client
+/// exec and attach over SPDY (kubelet's remote-command protocol `v4.channel.k8s.io`): the client
 /// opens one stream per `streamType` (error, stdin, stdout, stderr, resize); the command starts once every stream
 /// the query asked for is open. When it ends: the `Status` on the error stream, every stream finished, and the
 /// connection closed.

@@ -63,8 +63,8 @@ struct StreamingUpgradeDeclined: Error {}
 /// Answers `Upgrade: websocket` and `Upgrade: SPDY/3.1`.
 ///
 /// For the streaming subresources of a pod in the store, it speaks what kubelet speaks: exec and attach over
-/// WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`) or SPDY (`X-Stream-Protocol-Version: v4.channel.k8s.io`
-/// and older), port-forward over SPDY (`portforward.k8s.io`), tunnelled in WebSocket (`SPDY/3.1+portforward.k8s.io`)
+/// WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`) or SPDY (`X-Stream-Protocol-Version: v4.channel.k8s.io`),
+/// port-forward over SPDY (`portforward.k8s.io`), tunnelled in WebSocket (`SPDY/3.1+portforward.k8s.io`)
 /// or not. Any other path gets the raw echo tunnel (`TunnelEchoHandler`), which tests use to see that a proxy is a
 /// transparent byte pipe.
 struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
@@ -75,7 +75,8 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
 
     static let execWebSocketProtocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
     static let portForwardWebSocketProtocols = ["SPDY/3.1+portforward.k8s.io"]
-    static let execSPDYProtocols = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
+    /// Only v4: older versions report the exit status differently (plain text on the error stream).
+    static let execSPDYProtocols = ["v4.channel.k8s.io"]
     static let portForwardSPDYProtocols = ["portforward.k8s.io"]
     static let webSocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

@@ -103,6 +103,27 @@ struct KubectlUpgradeTests {
         await h.stop()
     }
 
+    /// Upgrades the stand-in declines come back as its plain answers, relayed by proxyd: 404 for a pod that does not
+    /// exist, 400 for a subprotocol it does not speak.
+    @Test func declinedUpgradesAreRelayed() async throws {
+        let h = try await start()
+        for (pod, protocolHeader, status) in [
+            ("nosuchpod", "Sec-WebSocket-Protocol: v5.channel.k8s.io", "404"),
+            ("web", "Sec-WebSocket-Protocol: base64.channel.k8s.io", "400"),
+        ] {
+            let client = try RawClient(port: h.proxy.port)
+            client.send(
+                "GET /api/v1/namespaces/default/pods/\(pod)/exec?command=true&stdout=true HTTP/1.1\r\nHost: localhost\r\n"
+                    + "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\(protocolHeader)\r\n\r\n")
+            let response = client.readToEnd()
+            #expect(response.hasPrefix("HTTP/1.1 \(status)"), "\(response)")
+            #expect(response.contains("\"kind\":\"Status\""))
+        }
+        #expect(h.standIn.stats.upgrades.isEmpty)
+        await h.stop()
+    }
+
     // MARK: port-forward
 
     @Test(arguments: [[:], spdyPortForward])
