@@ -85,11 +85,19 @@ if !coreOnly {
         .product(name: "Crypto", package: "swift-crypto"),
     ]
     targets += [
+        // zlib for the stand-in's SPDY/3.1 header compression (never linked into proxyd).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Dev tool and test peer: a Kubernetes apiserver stand-in on an independent stack
         // (SwiftNIO + NIOSSL + NIOHTTP2). Never linked into proxyd.
         .target(
             name: "StandInServer",
             dependencies: nio + [
+                "CZlib",
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

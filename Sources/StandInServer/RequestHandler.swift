@@ -80,6 +80,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A declined upgrade is answered as a plain request (it arrives next).
+        if error is StreamingUpgradeDeclined { return }
         stopStreaming()
         context.close(promise: nil)
     }
@@ -280,6 +282,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case 2:
             return objectAction(resource, namespace: namespace, name: rest[1], method: method)
+        case 3 where resource == .pods && ["exec", "attach", "portforward"].contains(rest[2]):
+            // Streaming subresources that reach here were not upgraded (StreamingUpgrader declined or no Upgrade).
+            guard core.store.get(.pods, namespace: namespace, name: rest[1]) != nil else {
+                return .json(.notFound, Documents.objectNotFound(.pods, name: rest[1]))
+            }
+            return .json(.badRequest, Documents.status(code: 400, message: "Upgrade request required"))
         default:
             return notFound
         }

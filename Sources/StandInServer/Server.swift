@@ -109,6 +109,10 @@ final class ServerCore: Sendable {
         }
     }
 
+    func recordUpgrade(_ kind: String) {
+        mutable.withLock { $0.stats.upgrades[kind, default: 0] += 1 }
+    }
+
     var port: Int {
         mutable.withLock { $0.port }
     }
@@ -206,7 +210,7 @@ final class ServerCore: Sendable {
         mutable.withLock { $0.stats.h1Connections += 1 }
         let sync = channel.pipeline.syncOperations
         let upgraders: [any HTTPServerProtocolUpgrader] = ["websocket", "SPDY/3.1"].map {
-            TunnelUpgrader(supportedProtocol: $0, core: self, connection: info)
+            StreamingUpgrader(supportedProtocol: $0, core: self, connection: info)
         }
         try sync.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: upgraders, completionHandler: { _ in }), withErrorHandling: true)

@@ -45,6 +45,9 @@ public struct StandInStats: Sendable, Equatable {
     public var goAwaysSent = 0
     /// Requests per decoded path (query excluded).
     public var requestsByPath: [String: Int] = [:]
+    /// Upgraded connections by what they became: `"exec websocket v5.channel.k8s.io"`,
+    /// `"portforward spdy portforward.k8s.io"`, `"echo SPDY/3.1"` (the raw echo tunnel), …
+    public var upgrades: [String: Int] = [:]
 
     public init() {}
 
@@ -58,6 +61,7 @@ public struct StandInStats: Sendable, Equatable {
             "streamsOpened": .int(streamsOpened),
             "goAwaysSent": .int(goAwaysSent),
             "requestsByPath": .object(requestsByPath.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: .int($0.value)) }),
+            "upgrades": .object(upgrades.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: .int($0.value)) }),
         ])
     }
 }
@@ -78,7 +82,9 @@ public enum StandInError: Error, CustomStringConvertible {
 
 /// A Kubernetes apiserver stand-in: TLS (NIOSSL) with ALPN h2/http1.1 (NIOHTTP2/NIOHTTP1), a private CA, token and
 /// client-certificate authentication, discovery documents, an in-memory store of pods, configmaps, namespaces and
-/// deployments with watches, plus test endpoints under `/standin/`.
+/// deployments with watches, plus test endpoints under `/standin/`. Pods in the store answer exec, attach and
+/// port-forward over WebSocket and SPDY/3.1 as kubelet does, with a fake command set and an echoing "pod" (see
+/// `StreamingUpgrader`); any other upgraded path gets a raw echo tunnel.
 public final class StandIn: Sendable {
     private let core: ServerCore
 

@@ -11,12 +11,12 @@ struct UpgradeTests {
         let h = try await Harness.start()
         let client = try RawClient(port: h.proxy.port)
         client.send(
-            "GET /api/v1/namespaces/default/pods/p/portforward?ports=80 HTTP/1.1\r\nHost: localhost\r\n"
+            "GET /standin/tunnel?ports=80 HTTP/1.1\r\nHost: localhost\r\n"
                 + "Connection: Upgrade\r\nUpgrade: \(protocolName)\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")
         var head = client.read(until: "auth=")
         if !head.hasSuffix("\n") { head += client.read(until: "\n") }
         #expect(head.hasPrefix("HTTP/1.1 101"))
-        #expect(head.hasSuffix("standin tunnel: protocol=\(protocolName) path=/api/v1/namespaces/default/pods/p/portforward?ports=80 auth=token\n"))
+        #expect(head.hasSuffix("standin tunnel: protocol=\(protocolName) path=/standin/tunnel?ports=80 auth=token\n"))
         // Bytes both ways, including ones that look like HTTP.
         let payload = Array(("hello\u{0}\u{1}\u{2} GET / HTTP/1.1\r\n\r\n" + String(repeating: "x", count: 100_000)).utf8)
         client.send(payload)

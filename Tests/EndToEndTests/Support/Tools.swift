@@ -18,7 +18,10 @@ enum Tool {
     }
 
     @discardableResult
-    static func run(_ name: String, _ arguments: [String], input: Data? = nil, timeout: Duration = .seconds(60)) async throws -> CommandResult {
+    static func run(
+        _ name: String, _ arguments: [String], input: Data? = nil, environment: [String: String] = [:],
+        timeout: Duration = .seconds(60)
+    ) async throws -> CommandResult {
         guard let exe = path(name) else { throw ChildError("\(name) is not installed (scripts/install-deps installs it)") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: exe)
@@ -26,6 +29,7 @@ enum Tool {
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "KUBECONFIG")
         env["HOME"] = NSTemporaryDirectory()  // no user kubeconfig or kubectl cache leaks in
+        for (key, value) in environment { env[key] = value }
         process.environment = env
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
