@@ -197,3 +197,63 @@ import Testing
             == prefix + "the proxy closed the connection during the SOCKS5 handshake")
     }
 }
+
+@Suite struct EnvironmentProxyTests {
+    private func proxy(_ env: [String: String], scheme: String = "https", host: String = "api.example.com",
+                       port: UInt16 = 6443) throws -> String? {
+        try EnvironmentProxy.proxyURL(scheme: scheme, host: host, port: port, environment: env)
+    }
+
+    @Test func variableBySchemeUpperCaseFirstAndSchemeDefault() throws {
+        #expect(try proxy([:]) == nil)
+        #expect(try proxy(["HTTPS_PROXY": "http://p:3128"]) == "http://p:3128")
+        #expect(try proxy(["https_proxy": "p:3128"]) == "http://p:3128")
+        #expect(try proxy(["HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:1"]) == "http://upper:1")
+        #expect(try proxy(["HTTP_PROXY": "http://p:3128"]) == nil)
+        #expect(try proxy(["HTTP_PROXY": "http://p:3128"], scheme: "http") == "http://p:3128")
+        #expect(try proxy(["HTTPS_PROXY": "socks5h://u:pw@s:1080"]) == "socks5://u:pw@s:1080")
+        #expect(try proxy(["HTTPS_PROXY": ""]) == nil)
+    }
+
+    @Test func loopbackIsNeverProxied() throws {
+        let env = ["HTTPS_PROXY": "http://p:3128"]
+        for host in ["localhost", "127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1"] {
+            #expect(try proxy(env, host: host) == nil, "\(host)")
+        }
+        #expect(try proxy(env, host: "10.0.0.1") == "http://p:3128")
+    }
+
+    @Test func noProxyEntries() throws {
+        func proxied(_ noProxy: String, _ host: String, port: UInt16 = 6443) throws -> Bool {
+            try proxy(["HTTPS_PROXY": "http://p:3128", "NO_PROXY": noProxy], host: host, port: port) != nil
+        }
+        #expect(try !proxied("*", "api.example.com"))
+        #expect(try !proxied("example.com", "api.example.com"))
+        #expect(try !proxied("example.com", "example.com"))
+        #expect(try proxied("example.com", "badexample.com"))
+        #expect(try !proxied(".example.com", "api.example.com"))
+        #expect(try proxied(".example.com", "example.com"))
+        #expect(try !proxied("*.example.com", "api.example.com"))
+        #expect(try !proxied(" other.org , API.Example.com ", "api.example.com"))
+        #expect(try !proxied("example.com:6443", "api.example.com"))
+        #expect(try proxied("example.com:443", "api.example.com"))
+        #expect(try !proxied("10.0.0.0/8", "10.1.2.3"))
+        #expect(try proxied("10.0.0.0/8", "11.1.2.3"))
+        #expect(try !proxied("10.1.2.3", "10.1.2.3"))
+        #expect(try !proxied("fd00::/8", "fd12::1"))
+        #expect(try proxied("fd00::/8", "fe80::1"))
+        #expect(try proxied("10.0.0.0/8", "api.example.com"))
+        #expect(try proxied("x", "api.example.com"))
+        #expect(try proxy(["HTTPS_PROXY": "http://p:3128", "no_proxy": "example.com"], host: "api.example.com") == nil)
+    }
+
+    @Test func invalidValueIsAnErrorWithoutCredentials() {
+        #expect(throws: ProxyURLError.self) { try proxy(["HTTPS_PROXY": "ftp://u:secret@p"]) }
+        do {
+            _ = try proxy(["HTTPS_PROXY": "http://u:secret@p:notaport"])
+            Issue.record("accepted")
+        } catch {
+            #expect((error as? ProxyURLError)?.reason == "invalid proxy address in HTTPS_PROXY: invalid port")
+        }
+    }
+}
