@@ -20,10 +20,12 @@ final class SharedProxyState: Sendable {
     let staticFiles: StaticFiles?
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
+    /// The cluster's `proxy-url`, for every upstream connection (pooled and upgrades).
+    let proxy: UpstreamProxy?
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
-         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?) {
+         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?, proxy: UpstreamProxy?) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -37,6 +39,7 @@ final class SharedProxyState: Sendable {
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
         self.upgradeKeepAlive = upgradeKeepAlive
+        self.proxy = proxy
     }
 }
 
@@ -56,7 +59,7 @@ final class LoopContext: @unchecked Sendable {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        pool = UpstreamPool(loop: loop, target: target, logger: shared.logger) { [shared] in
+        pool = UpstreamPool(loop: loop, target: target, proxy: shared.proxy, logger: shared.logger) { [shared] in
             shared.tlsContext.withLock { $0 }
         }
     }
@@ -135,6 +138,13 @@ public final class ProxyServer: Sendable {
         upgradeTLS.alpn = ["http/1.1"]
         let upgradeTLSContext: TLSContext? =
             target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
+        var proxy: UpstreamProxy?
+        if let proxyURL = target.proxyURL, !proxyURL.isEmpty {
+            switch ProxyEndpoint.parse(proxyURL) {
+            case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: target.tls)
+            case .failure(let error): throw error
+            }
+        }
         let router = PathRouter(
             apiPrefix: configuration.apiPrefix,
             serverBasePath: configuration.appendServerPath ? target.basePath : "")
@@ -143,7 +153,7 @@ public final class ProxyServer: Sendable {
             metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
             upgradeTLSContext: upgradeTLSContext, target: target,
             staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
-            upgradeKeepAlive: configuration.upgradeKeepAlive)
+            upgradeKeepAlive: configuration.upgradeKeepAlive, proxy: proxy)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {

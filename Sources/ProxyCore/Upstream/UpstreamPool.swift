@@ -19,6 +19,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
     let loop: EventLoop
     let target: UpstreamTarget
     private let tlsContextProvider: @Sendable () -> TLSContext?
+    private let proxy: UpstreamProxy?
     private let logger: Logger
 
     private var nextID = 0
@@ -38,13 +39,14 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var shuttingDown = false
 
     init(
-        loop: EventLoop, target: UpstreamTarget, logger: Logger,
+        loop: EventLoop, target: UpstreamTarget, proxy: UpstreamProxy? = nil, logger: Logger,
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
     ) {
         self.loop = loop
         self.target = target
         self.logger = logger
         self.tlsContextProvider = tlsContextProvider
+        self.proxy = proxy
     }
 
     /// Starts an exchange; events reach `handler` on this loop.
@@ -115,7 +117,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         } else {
             tls = nil
         }
-        let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls)
+        let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls, proxy: proxy)
         transport.delegate = self
         connecting[ObjectIdentifier(transport)] = transport
         transport.connect()
