@@ -17,13 +17,15 @@ struct ProxyURLTests {
     /// verifies it, as Go's Transport does) and proxyd with a kubeconfig whose cluster points through it.
     private func start(
         _ proxyCase: ProxyCase, credentials: (user: String, password: String)? = nil,
-        userInfo: String = "", serverHost: String = "127.0.0.1", proxyPort: Int = 0
+        userInfo: String = "", serverHost: String = "127.0.0.1", proxyPort: Int = 0,
+        proxyCertificate: (certificatePEM: String, keyPEM: String)? = nil
     ) async throws -> (Harness, TestForwardProxy) {
         let holder = ProxyHolder()
         let h = try await Harness.start(kubeconfig: { standIn, dir in
             let proxy = try TestForwardProxy.start(
                 kind: proxyCase.kind,
-                tls: proxyCase == .https ? (standIn.serverCertificatePEM, standIn.serverKeyPEM) : nil,
+                tls: proxyCase == .https
+                    ? proxyCertificate ?? (standIn.serverCertificatePEM, standIn.serverKeyPEM) : nil,
                 credentials: credentials, port: proxyPort)
             holder.proxy = proxy
             var yaml = standIn.kubeconfigYAML(token: "standin-token", clientCert: false)
@@ -163,6 +165,22 @@ struct ProxyURLTests {
         proxy.behaviour = .tunnel
         #expect(try await eventually200(h))
         #expect(try websocketEcho(h))
+        await h.stop()
+        await proxy.stop()
+    }
+
+    @Test func anHTTPSProxyIsVerifiedWithTheClusterCA() async throws {
+        // A certificate from another CA: proxyd must not talk through it.
+        let other = try await StandIn.start(StandInConfiguration())
+        let (h, proxy) = try await start(
+            .https, proxyCertificate: (other.serverCertificatePEM, other.serverKeyPEM))
+        try await other.stop()
+        let r = try await get(h)
+        #expect(r.code == "502")
+        #expect(r.body.contains("proxyconnect tcp 127.0.0.1:\(proxy.port): TLS: "))
+        #expect(r.body.contains("certificate verify failed"))
+        #expect(proxy.stats.targets.isEmpty)
+        #expect(h.standIn.stats.tcpConnectionsAccepted == 0)
         await h.stop()
         await proxy.stop()
     }
