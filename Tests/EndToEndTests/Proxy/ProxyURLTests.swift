@@ -98,6 +98,17 @@ struct ProxyURLTests {
         await proxy.stop()
     }
 
+    @Test func kubectlThroughProxydThroughASOCKSProxy() async throws {
+        let (h, proxy) = try await start(.socks5, serverHost: "localhost")
+        try h.standIn.createPod(name: "via-socks")
+        let pods = try await Tool.run("kubectl", ["--server", h.url, "get", "pods", "-o", "name"])
+        #expect(pods.status == 0, "\(pods.stderr)")
+        #expect(pods.text == "pod/via-socks\n")
+        #expect(proxy.stats.tunnels >= 1)
+        await h.stop()
+        await proxy.stop()
+    }
+
     @Test func socksSendsDNSNamesToTheProxyAndIPsAsAddresses() async throws {
         let (named, namedProxy) = try await start(.socks5, serverHost: "localhost")
         #expect(try await get(named).code == "200")
