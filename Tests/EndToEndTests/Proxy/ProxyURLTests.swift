@@ -196,6 +196,20 @@ struct ProxyURLTests {
         await proxy.stop()
     }
 
+    /// Opening the tunnel shares the 30 s connect timeout; a silent proxy gives a 504 Status.
+    @Test func aSilentProxyTimesOut() async throws {
+        let (h, proxy) = try await start(.http)
+        proxy.behaviour = .silent
+        let started = ContinuousClock.now
+        let r = try await get(h)
+        let elapsed = ContinuousClock.now - started
+        #expect(r.code == "504")
+        #expect(r.body.contains("proxyconnect tcp 127.0.0.1:\(proxy.port): the proxy did not open the tunnel in time"))
+        #expect(elapsed >= .seconds(29) && elapsed < .seconds(45))
+        await h.stop()
+        await proxy.stop()
+    }
+
     @Test func nothingListeningGives502AndTheProxyComingBackRestoresService() async throws {
         let (h, proxy) = try await start(.http)
         let port = proxy.port

@@ -13,6 +13,8 @@ final class TestForwardProxy: @unchecked Sendable {
         case tunnel
         /// CONNECT: answer with this status (and close). SOCKS5: send this reply code.
         case refuse(Int)
+        /// CONNECT only: read the request and never answer.
+        case silent
     }
 
     struct Stats: Sendable {
@@ -180,7 +182,12 @@ private final class FrontHandler: ChannelInboundHandler {
                 return
             }
         }
-        if case .refuse(let status) = proxy.behaviour {
+        switch proxy.behaviour {
+        case .tunnel: break
+        case .silent:
+            state = .connecting
+            return
+        case .refuse(let status):
             reply(context, "HTTP/1.1 \(status) Refused By Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
         }
