@@ -111,6 +111,10 @@ public final class StandIn: Sendable {
     public var caPEM: String { core.pki.caPEM }
     public var clientCertificatePEM: String { core.pki.clientCertificatePEM }
     public var clientKeyPEM: String { core.pki.clientKeyPEM }
+    /// The server certificate (signed by the CA, SANs from `serverNames`) and its key: test peers that should be
+    /// trusted through the cluster CA (an https forward proxy) reuse them.
+    public var serverCertificatePEM: String { core.pki.serverCertificatePEM }
+    public var serverKeyPEM: String { core.pki.serverKeyPEM }
 
     /// A kubeconfig for this stand-in: the CA inline, and either a bearer token or the client certificate and key
     /// inline (or both, or neither).

@@ -182,21 +182,29 @@ struct ProxyCommand: ParsableCommand {
             impersonateUser: asUser, impersonateGroups: asGroup, impersonateUID: asUID)
         let selection = KubeconfigSelection(context: context, cluster: cluster, user: user)
         let environment = ProcessInfo.processInfo.environment
-        let upstream: UpstreamTarget
+        var upstream: UpstreamTarget
         do {
             upstream = try UpstreamTargetResolver.resolve(
                 explicitPath: kubeconfig, environment: environment, selection: selection, overrides: overrides)
         } catch {
             throw StartupError(message: "\(error)")
         }
+        // Without a proxy-url, HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply, as in client-go's default transport.
+        if upstream.proxyURL?.isEmpty ?? true {
+            do {
+                upstream.proxyURL = try EnvironmentProxy.proxyURL(
+                    scheme: upstream.scheme, host: upstream.host, port: upstream.port, environment: environment)
+            } catch {
+                throw StartupError(message: "\(error)")
+            }
+        }
+        if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty, case .success(let endpoint) = ProxyEndpoint.parse(proxyURL) {
+            logger.info("Connecting to the apiserver through the proxy \(endpoint)")
+        }
         // Fail clearly rather than proxy with fewer credentials than kubectl would send.
         if let exec = upstream.credentials.exec {
             throw StartupError(
                 message: "the kubeconfig user uses an exec credential plugin (\(exec.command)), which this proxyd version does not support yet; use a token, token file or client certificate")
-        }
-        if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty {
-            throw StartupError(
-                message: "the kubeconfig cluster sets proxy-url (\(proxyURL)), which this proxyd version does not support yet")
         }
         if !upstream.basePath.isEmpty && !appendServerPath {
             logger.warning(

@@ -383,19 +383,13 @@ struct TargetResolver {
         return false
     }
 
-    /// client-go `parseProxyURL`: http, https or socks5 with a host. The reason never echoes the URL (it may hold
-    /// credentials).
+    /// client-go `parseProxyURL`: http, https or socks5 with a host (and a usable port and user information, which
+    /// proxyd needs to dial it). The reason never echoes the URL (it may hold credentials).
     static func proxyURLProblem(_ text: String) -> String? {
-        guard let separator = text.range(of: "://") else { return "not a URL (want http, https or socks5)" }
-        let scheme = text[..<separator.lowerBound].lowercased()
-        guard ["http", "https", "socks5"].contains(scheme) else {
-            return "unsupported scheme \"\(scheme)\", must be http, https, or socks5"
+        switch ProxyEndpoint.parse(text) {
+        case .success: return nil
+        case .failure(let error): return error.reason
         }
-        let rest = text[separator.upperBound...]
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        let hostPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
-        if hostPort.isEmpty || hostPort.hasPrefix(":") { return "missing host" }
-        return nil
     }
 }
 

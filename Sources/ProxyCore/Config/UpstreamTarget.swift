@@ -19,7 +19,8 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// CA, insecure flag, client certificate and key (PEM bytes), server name, ALPN `["h2", "http/1.1"]`.
     public var tls: TLSConfiguration
     public var credentials: StaticCredentials
-    /// The cluster's `proxy-url`, validated (http, https or socks5) but not otherwise interpreted.
+    /// The proxy every upstream connection goes through: the cluster's `proxy-url` (validated: http, https or
+    /// socks5), or what `EnvironmentProxy` found in `HTTPS_PROXY`/`NO_PROXY`. Parsed by `ProxyEndpoint`.
     public var proxyURL: String?
     public var disableCompression: Bool
     /// Absolute paths of the client certificate and key when they came from files (not `-data`): re-read while

@@ -180,6 +180,17 @@ enum Resolver {
         host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
     }
 
+    /// The network-order bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) literal (brackets allowed), `nil` for
+    /// anything else (a DNS name).
+    static func ipLiteralBytes(_ host: String) -> [UInt8]? {
+        let name = bare(host)
+        var v4 = in_addr()
+        if inet_pton(AF_INET, name, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, name, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+
     /// Whether `host` is an IPv4 or IPv6 literal (brackets allowed), i.e. resolving it never blocks.
     static func isIPLiteral(_ host: String) -> Bool {
         let name = bare(host)

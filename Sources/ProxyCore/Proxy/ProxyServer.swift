@@ -21,11 +21,13 @@ final class SharedProxyState: Sendable {
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
     let http2HealthCheck: HTTP2HealthCheck
+    /// The cluster's `proxy-url`, for every upstream connection (pooled and upgrades).
+    let proxy: UpstreamProxy?
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
          target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?,
-         http2HealthCheck: HTTP2HealthCheck) {
+         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -40,6 +42,7 @@ final class SharedProxyState: Sendable {
         self.staticFiles = staticFiles
         self.upgradeKeepAlive = upgradeKeepAlive
         self.http2HealthCheck = http2HealthCheck
+        self.proxy = proxy
     }
 }
 
@@ -59,8 +62,9 @@ final class LoopContext: @unchecked Sendable {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        pool = UpstreamPool(loop: loop, target: target, logger: shared.logger, healthCheck: shared.http2HealthCheck) {
-            [shared] in
+        pool = UpstreamPool(
+            loop: loop, target: target, proxy: shared.proxy, logger: shared.logger, healthCheck: shared.http2HealthCheck
+        ) { [shared] in
             shared.tlsContext.withLock { $0 }
         }
     }
@@ -140,6 +144,13 @@ public final class ProxyServer: Sendable {
         upgradeTLS.alpn = ["http/1.1"]
         let upgradeTLSContext: TLSContext? =
             target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
+        var proxy: UpstreamProxy?
+        if let proxyURL = target.proxyURL, !proxyURL.isEmpty {
+            switch ProxyEndpoint.parse(proxyURL) {
+            case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: target.tls)
+            case .failure(let error): throw error
+            }
+        }
         let router = PathRouter(
             apiPrefix: configuration.apiPrefix,
             serverBasePath: configuration.appendServerPath ? target.basePath : "")
@@ -148,7 +159,8 @@ public final class ProxyServer: Sendable {
             metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
             upgradeTLSContext: upgradeTLSContext, target: target,
             staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
-            upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck)
+            upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck,
+            proxy: proxy)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {

@@ -29,7 +29,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         self.connection = connection
         transport = UpstreamTransport(
             loop: connection.context.loop, target: target, tlsContext: tlsContext,
-            keepAlive: connection.context.shared.upgradeKeepAlive)
+            proxy: connection.context.shared.proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
         requestHead = head
         pendingToUpstream = early.isEmpty ? [] : [early]
         parser = HTTP1ResponseParser(requestMethod: method)

@@ -20,6 +20,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
     let target: UpstreamTarget
     let healthCheck: HTTP2HealthCheck
     private let tlsContextProvider: @Sendable () -> TLSContext?
+    private let proxy: UpstreamProxy?
     private let logger: Logger
 
     private var nextID = 0
@@ -41,7 +42,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var retired: Set<ObjectIdentifier> = []
 
     init(
-        loop: EventLoop, target: UpstreamTarget, logger: Logger, healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(),
+        loop: EventLoop, target: UpstreamTarget, proxy: UpstreamProxy? = nil, logger: Logger,
+        healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(),
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
     ) {
         self.loop = loop
@@ -49,6 +51,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         self.healthCheck = healthCheck
         self.logger = logger
         self.tlsContextProvider = tlsContextProvider
+        self.proxy = proxy
     }
 
     /// Starts an exchange; events reach `handler` on this loop.
@@ -119,7 +122,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         } else {
             tls = nil
         }
-        let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls)
+        let transport = UpstreamTransport(loop: loop, target: target, tlsContext: tls, proxy: proxy)
         transport.delegate = self
         connecting[ObjectIdentifier(transport)] = transport
         transport.connect()

@@ -14,11 +14,40 @@ protocol UpstreamTransportDelegate: AnyObject {
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?)
 }
 
-/// TCP (+ TLS through `TLSEngine` over memory BIOs) to the apiserver. Confined to `loop`.
+/// How upstream connections go through the cluster's `proxy-url`: the proxy, and for an `https` proxy the TLS
+/// context used towards it (the cluster's CA, client certificate, `tls-server-name` and insecure flag, as Go's
+/// `Transport` clones its `TLSClientConfig` for the proxy; ALPN `http/1.1` only, since CONNECT is HTTP/1.1).
+struct UpstreamProxy: Sendable {
+    let endpoint: ProxyEndpoint
+    let tlsContext: TLSContext?
+
+    /// - Throws: `TLSError` when the TLS context for an `https` proxy cannot be built.
+    init(endpoint: ProxyEndpoint, tls: TLSConfiguration) throws(TLSError) {
+        self.endpoint = endpoint
+        if endpoint.kind == .https {
+            var configuration = tls
+            configuration.alpn = ["http/1.1"]
+            tlsContext = try TLSContext(configuration: configuration)
+        } else {
+            tlsContext = nil
+        }
+    }
+}
+
+/// TCP (+ TLS through `TLSEngine` over memory BIOs) to the apiserver, optionally through a `proxy-url` proxy.
+/// Confined to `loop`.
 ///
 /// TLS never touches the fd: ciphertext read from the socket is fed to the engine, plaintext is drained until
 /// the engine wants more input (so no record stays buffered inside OpenSSL), and ciphertext the engine produces
 /// is written to the socket.
+///
+/// With a proxy, layers stack on the one socket, each fed by the one below:
+///
+///     socket ⇄ [TLS to an https proxy] ⇄ [CONNECT / SOCKS5 handshake, then a byte pipe] ⇄ [TLS to the apiserver]
+///
+/// The proxy stages (TCP connect to the proxy, TLS with it, the tunnel handshake) share one deadline, the connect
+/// timeout; the apiserver's TLS handshake then has its usual one. Bytes the proxy sent after its answer go on to
+/// the next layer.
 final class UpstreamTransport: StreamConnectionDelegate {
     static let connectTimeout: Duration = .seconds(30)  // client-go's dialer
     static let handshakeTimeout: Duration = .seconds(10)  // client-go's TLSHandshakeTimeout
@@ -27,9 +56,15 @@ final class UpstreamTransport: StreamConnectionDelegate {
     let loop: EventLoop
     let target: UpstreamTarget
     private let tlsContext: TLSContext?
+    private let proxy: UpstreamProxy?
     weak var delegate: (any UpstreamTransportDelegate)?
 
     private var socket: StreamConnection?
+    /// TLS with an `https` proxy (outermost layer).
+    private var proxyTLS: TLSEngine?
+    /// The tunnel handshake while it runs; `nil` without a proxy and once the tunnel is open.
+    private var proxyHandshake: ProxyHandshake?
+    /// TLS with the apiserver.
     private var tls: TLSEngine?
     private var handshakeTimer: LoopTimer?
     private var connected = false
@@ -40,17 +75,21 @@ final class UpstreamTransport: StreamConnectionDelegate {
     /// TCP keep-alive period for this connection (`--keepalive`, upgrades only), `nil` for the system default.
     private let keepAlive: Duration?
 
-    init(loop: EventLoop, target: UpstreamTarget, tlsContext: TLSContext?, keepAlive: Duration? = nil) {
+    init(loop: EventLoop, target: UpstreamTarget, tlsContext: TLSContext?, proxy: UpstreamProxy? = nil,
+         keepAlive: Duration? = nil) {
         self.loop = loop
         self.target = target
         self.tlsContext = tlsContext
+        self.proxy = proxy
         self.keepAlive = keepAlive
     }
 
     func connect() {
         let loop = self.loop
         let box = LoopBound(self)
-        TCPConnector.connect(host: target.host, port: target.port, loop: loop, timeout: Self.connectTimeout) { result in
+        let host = proxy?.endpoint.host ?? target.host
+        let port = proxy?.endpoint.port ?? target.port
+        TCPConnector.connect(host: host, port: port, loop: loop, timeout: Self.connectTimeout) { result in
             loop.assertInLoop()
             box.value.didConnectTCP(result)
         }
@@ -63,29 +102,21 @@ final class UpstreamTransport: StreamConnectionDelegate {
         }
         switch result {
         case .failure(let error):
-            finish(failure: Self.classifyConnectError(error, target: target))
+            if let proxy {
+                finish(failure: Self.classifyProxyConnectError(error, proxy: proxy.endpoint))
+            } else {
+                finish(failure: Self.classifyConnectError(error, target: target))
+            }
         case .success(let fd):
             if let keepAlive { try? setTCPKeepAlive(fd: fd, idle: keepAlive) }
             let socket = StreamConnection(fd: fd, loop: loop)
             socket.delegate = self
             self.socket = socket
             socket.start()
-            if let tlsContext {
-                do {
-                    let engine = try TLSEngine(context: tlsContext, host: target.host)
-                    tls = engine
-                    let box = LoopBound(self)
-                    handshakeTimer = loop.scheduleTimer(after: Self.handshakeTimeout) {
-                        box.value.fail(.timeout("TLS handshake with \(box.value.target.authority) timed out"))
-                    }
-                    handleTLS(engine.startHandshake())
-                    flushCiphertext()
-                } catch {
-                    fail(.badGateway("TLS setup failed: \(error)"))
-                }
+            if let proxy {
+                startProxy(proxy)
             } else {
-                connected = true
-                delegate?.transportDidConnect(self, alpn: nil)
+                tunnelOpened()
             }
         }
     }
@@ -94,6 +125,99 @@ final class UpstreamTransport: StreamConnectionDelegate {
         let what = "dial tcp \(target.authority): \(error)"
         if error.errno == ETIMEDOUT { return .timeout(what) }
         return .unavailable(what)
+    }
+
+    /// A proxy that cannot be reached is a bad gateway (502), not an unavailable apiserver.
+    static func classifyProxyConnectError(_ error: IOError, proxy: ProxyEndpoint) -> UpstreamFailure {
+        let what = "proxyconnect tcp: dial tcp \(proxy.authority): \(error)"
+        if error.errno == ETIMEDOUT { return .timeout(what) }
+        return .badGateway(what)
+    }
+
+    // MARK: proxy stages
+
+    private func startProxy(_ proxy: UpstreamProxy) {
+        let box = LoopBound(self)
+        let authority = proxy.endpoint.authority
+        handshakeTimer = loop.scheduleTimer(after: Self.connectTimeout) {
+            box.value.fail(.timeout("proxyconnect tcp \(authority): the proxy did not open the tunnel in time"))
+        }
+        if let context = proxy.tlsContext {
+            do {
+                let engine = try TLSEngine(context: context, host: proxy.endpoint.host)
+                proxyTLS = engine
+                guard handleProxyTLS(engine.startHandshake()) else { return }
+                flushProxyCiphertext()
+            } catch {
+                fail(.badGateway("proxyconnect tcp \(authority): TLS setup failed: \(error)"))
+            }
+        } else {
+            startTunnelHandshake(proxy)
+        }
+    }
+
+    /// Handles a result of the proxy TLS handshake; returns false if the transport failed.
+    private func handleProxyTLS(_ result: TLSResult) -> Bool {
+        guard let proxy, let proxyTLS else { return false }
+        switch result {
+        case .complete, .needsInput:
+            if proxyHandshake == nil, tls == nil, !connected, proxyTLS.isHandshakeComplete {
+                startTunnelHandshake(proxy)
+            }
+            return !closed
+        case .closed:
+            fail(.badGateway("proxyconnect tcp \(proxy.endpoint.authority): TLS connection closed during handshake"))
+            return false
+        case .failed(let error):
+            fail(.badGateway("proxyconnect tcp \(proxy.endpoint.authority): TLS: \(error)"))
+            return false
+        }
+    }
+
+    private func startTunnelHandshake(_ proxy: UpstreamProxy) {
+        var handshake = ProxyHandshake(endpoint: proxy.endpoint, targetHost: target.host, targetPort: target.port)
+        let first = handshake.start()
+        proxyHandshake = handshake
+        handleProxyProgress(first)
+    }
+
+    private func handleProxyProgress(_ progress: ProxyHandshake.Progress) {
+        switch progress {
+        case .needsInput(let send):
+            if !send.isEmpty { writeBelowServerTLS(send) }
+        case .failed(let why):
+            proxyHandshake = nil
+            fail(.badGateway(why))
+        case .established(let leftover):
+            proxyHandshake = nil
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            tunnelOpened()
+            if !leftover.isEmpty, !closed { receiveFromTunnel(leftover[...]) }
+        }
+    }
+
+    // MARK: apiserver stage
+
+    /// The byte path to the apiserver is open (TCP connected, or the proxy tunnel established).
+    private func tunnelOpened() {
+        guard let tlsContext else {
+            connected = true
+            delegate?.transportDidConnect(self, alpn: nil)
+            return
+        }
+        do {
+            let engine = try TLSEngine(context: tlsContext, host: target.host)
+            tls = engine
+            let box = LoopBound(self)
+            handshakeTimer = loop.scheduleTimer(after: Self.handshakeTimeout) {
+                box.value.fail(.timeout("TLS handshake with \(box.value.target.authority) timed out"))
+            }
+            handleTLS(engine.startHandshake())
+            flushCiphertext()
+        } catch {
+            fail(.badGateway("TLS setup failed: \(error)"))
+        }
     }
 
     /// Handles a TLS result during the handshake; returns false if the transport failed.
@@ -119,7 +243,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     /// Writes plaintext (application data) to the apiserver.
     func write(_ bytes: [UInt8]) {
-        guard !closed, let socket else { return }
+        guard !closed, socket != nil else { return }
         if let tls {
             if case .failed(let error) = tls.writePlaintext(bytes[...]) {
                 fail(.badGateway("TLS: \(error)"))
@@ -127,7 +251,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
             }
             flushCiphertext()
         } else {
-            socket.write(bytes)
+            writeBelowServerTLS(bytes)
         }
     }
 
@@ -136,9 +260,30 @@ final class UpstreamTransport: StreamConnectionDelegate {
     func pauseReading() { socket?.pauseReading() }
     func resumeReading() { socket?.resumeReading() }
 
+    /// Sends what the apiserver TLS engine produced.
     private func flushCiphertext() {
-        guard let tls, let socket else { return }
+        guard let tls else { return }
         let out = tls.takeCiphertext()
+        if !out.isEmpty { writeBelowServerTLS(out) }
+    }
+
+    /// Writes bytes into the tunnel: through the proxy's TLS when there is one, else straight to the socket.
+    private func writeBelowServerTLS(_ bytes: [UInt8]) {
+        guard let socket else { return }
+        if let proxyTLS {
+            if case .failed(let error) = proxyTLS.writePlaintext(bytes[...]) {
+                fail(.badGateway("proxy TLS: \(error)"))
+                return
+            }
+            flushProxyCiphertext()
+        } else {
+            socket.write(bytes)
+        }
+    }
+
+    private func flushProxyCiphertext() {
+        guard let proxyTLS, let socket else { return }
+        let out = proxyTLS.takeCiphertext()
         if !out.isEmpty { socket.write(out) }
     }
 
@@ -150,6 +295,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
             tls.shutdown()
             flushCiphertext()
         }
+        if let proxyTLS {
+            proxyTLS.shutdown()
+            flushProxyCiphertext()
+        }
         socket.shutdownWrite()
     }
 
@@ -159,6 +308,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
         if connected, let tls {
             tls.shutdown()
             flushCiphertext()
+        }
+        if let proxyTLS, proxyTLS.isHandshakeComplete {
+            proxyTLS.shutdown()
+            flushProxyCiphertext()
         }
         finish(failure: nil)
     }
@@ -188,10 +341,41 @@ final class UpstreamTransport: StreamConnectionDelegate {
         delegate?.transportDidClose(self, failure: failure)
     }
 
-    // MARK: StreamConnectionDelegate
+    // MARK: incoming bytes, layer by layer
 
     func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
         guard !closed else { return }
+        guard let proxyTLS else {
+            receiveFromTunnel(bytes)
+            return
+        }
+        proxyTLS.feed(ciphertext: bytes)
+        if !proxyTLS.isHandshakeComplete {
+            guard handleProxyTLS(proxyTLS.startHandshake()) else { return }
+            flushProxyCiphertext()
+            if !proxyTLS.isHandshakeComplete { return }
+        }
+        var plaintext: [UInt8] = []
+        let result = proxyTLS.readPlaintext(into: &plaintext, max: Int.max)
+        flushProxyCiphertext()
+        if !plaintext.isEmpty { receiveFromTunnel(plaintext[...]) }
+        guard !closed else { return }
+        switch result {
+        case .complete, .needsInput: break
+        case .closed: tunnelEnded()
+        case .failed(let error): fail(.badGateway("proxy TLS: \(error)"))
+        }
+    }
+
+    /// Bytes that came through the proxy layers (or straight from the socket without a proxy).
+    private func receiveFromTunnel(_ bytes: ArraySlice<UInt8>) {
+        guard !closed else { return }
+        if var handshake = proxyHandshake {
+            let progress = handshake.receive(bytes)
+            proxyHandshake = handshake
+            handleProxyProgress(progress)
+            return
+        }
         guard let tls else {
             delegate?.transport(self, didRead: Array(bytes))
             return
@@ -217,8 +401,20 @@ final class UpstreamTransport: StreamConnectionDelegate {
         }
     }
 
+    /// The peer ended the byte stream (TCP EOF, or close_notify from an https proxy).
+    private func tunnelEnded() {
+        if let proxyHandshake {
+            finish(failure: .badGateway(proxyHandshake.closedByProxy()))
+        } else if let proxy, !connected, tls == nil, proxyTLS?.isHandshakeComplete != true {
+            finish(failure: .badGateway(
+                "proxyconnect tcp \(proxy.endpoint.authority): the proxy closed the connection during the TLS handshake"))
+        } else {
+            finish(failure: connected ? nil : .badGateway("the apiserver closed the connection during the TLS handshake"))
+        }
+    }
+
     func connectionDidReadEOF(_ c: StreamConnection) {
-        finish(failure: connected ? nil : .badGateway("the apiserver closed the connection during the TLS handshake"))
+        tunnelEnded()
     }
 
     func connectionDidDrainWrites(_ c: StreamConnection) {
@@ -227,7 +423,11 @@ final class UpstreamTransport: StreamConnectionDelegate {
     }
 
     func connection(_ c: StreamConnection, didFail error: IOError) {
-        finish(failure: .badGateway("connection to \(target.authority) failed: \(error)"))
+        if let proxy, !connected {
+            finish(failure: .badGateway("proxyconnect tcp \(proxy.endpoint.authority): \(error)"))
+        } else {
+            finish(failure: .badGateway("connection to \(target.authority) failed: \(error)"))
+        }
     }
 
     func connectionDidClose(_ c: StreamConnection) {

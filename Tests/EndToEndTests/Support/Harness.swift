@@ -14,7 +14,8 @@ final class Harness: @unchecked Sendable {
     static func start(
         standIn configure: (inout StandInConfiguration) -> Void = { _ in },
         proxyArguments: [String] = [],
-        kubeconfig: ((StandIn, URL) throws -> String)? = nil
+        kubeconfig: ((StandIn, URL) throws -> String)? = nil,
+        environment: [String: String]? = nil
     ) async throws -> Harness {
         var config = StandInConfiguration()
         configure(&config)
@@ -28,7 +29,7 @@ final class Harness: @unchecked Sendable {
             args += ["--port=0"]
         }
         do {
-            let proxy = try await RunningProxy.start(arguments: args)
+            let proxy = try await RunningProxy.start(arguments: args, environment: environment)
             return Harness(standIn: standIn, proxy: proxy, directory: dir)
         } catch {
             try? await standIn.stop()

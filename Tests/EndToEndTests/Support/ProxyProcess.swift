@@ -43,6 +43,10 @@ final class ChildProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "KUBECONFIG")
         env.removeValue(forKey: "KUBERNETES_SERVICE_HOST")
+        // proxyd honours these like kubectl; a test that wants them sets them.
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"] {
+            env.removeValue(forKey: name)
+        }
         for (k, v) in environment ?? [:] { env[k] = v }
         process.environment = env
         process.standardOutput = stdoutPipe
