@@ -61,7 +61,7 @@ struct ProxyURLTests {
         let client = try RawClient(port: h.proxy.port)
         defer { client.close() }
         client.send(
-            "GET /api/v1/namespaces/default/pods/p/portforward?ports=80 HTTP/1.1\r\nHost: localhost\r\n"
+            "GET /standin/tunnel?ports=80 HTTP/1.1\r\nHost: localhost\r\n"
                 + "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")
         var head = client.read(until: "auth=")
         if !head.hasSuffix("\n") { head += client.read(until: "\n") }
