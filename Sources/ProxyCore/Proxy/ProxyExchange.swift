@@ -46,6 +46,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var heldBody: [[UInt8]] = []
     private var heldBytes = 0
     private var heldPaused = false
+    /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
+    private var replayWhenBodyEnds = false
 
     init(connection: ClientConnection, head: HTTPRequestHead) {
         self.connection = connection
@@ -106,7 +108,11 @@ final class ProxyExchange: UpstreamResponseHandler {
         let store = shared.credentials
         let credentials = store.current
         if let generation = credentials.pluginGeneration, usesConfiguredAuthorization {
-            if hasBody { replayBody = [] }
+            if case .contentLength(let length) = head.bodyFraming, length > Self.replayLimit {
+                // Too large to replay: no copy.
+            } else if hasBody {
+                replayBody = []
+            }
             if credentials.isExpired(now: Date()) {
                 // client-go runs the plugin before using an expired credential; so does proxyd, off the loop.
                 awaitCredential(generation: generation)
@@ -212,6 +218,12 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     func clientEndedBody() {
         requestComplete = true
+        if replayWhenBodyEnds, !finished, !discardBody, let generation = pluginGeneration {
+            replayWhenBodyEnds = false
+            heldBody = replayBody ?? []
+            awaitCredential(generation: generation)
+            return
+        }
         if discardBody {
             if finished { connection.exchangeFinished(self, keepAlive: keepAlive) }
             return
@@ -229,14 +241,21 @@ final class ProxyExchange: UpstreamResponseHandler {
         guard !finished else { return }
         if status == 401, let generation = pluginGeneration, !retried {
             retried = true
-            let replayable = requestComplete && (!head.hasBody || replayBody != nil)
+            var replayable = requestComplete && (!head.hasBody || replayBody != nil)
+            if !requestComplete, replayBody != nil, case .contentLength = head.bodyFraming {
+                // The rest of a body under the limit is on its way (say after `100 Continue`): wait for it.
+                replayable = true
+                replayWhenBodyEnds = true
+            }
             if replayable {
                 // Drop this answer (the stream runs to its end upstream, unread) and send again once refreshed.
                 stream?.detach()
                 stream = nil
-                heldBody = replayBody ?? []
                 shared.logger.info("\(head.method) \(upstreamPath): 401 with the exec plugin's credential; refreshing it and retrying once")
-                awaitCredential(generation: generation)
+                if !replayWhenBodyEnds {
+                    heldBody = replayBody ?? []
+                    awaitCredential(generation: generation)
+                }
                 return
             }
             // Not replayable: relay the 401; the next request gets the refreshed credential (client-go).
