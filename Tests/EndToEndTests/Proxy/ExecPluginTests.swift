@@ -11,7 +11,7 @@ struct ExecPluginTests {
     /// if given).
     static func writePlugin(
         in dir: URL, tokenCommand: String, expiry: Int? = nil, sleep: String? = nil,
-        apiVersion: String = "client.authentication.k8s.io/v1"
+        apiVersion: String = "client.authentication.k8s.io/v1", extraLine: String = ""
     ) throws -> String {
         let d = dir.path
         let expiration = expiry.map { "date -u -d '+\($0) seconds' +%Y-%m-%dT%H:%M:%S.%NZ" } ?? "true"
@@ -22,6 +22,7 @@ struct ExecPluginTests {
             printf '%s' "$PLUGIN_REGION" > "\(d)/region"
             echo "plugin-diagnostic: fetching a token" >&2
             \(sleep.map { "sleep \($0)" } ?? "")
+            \(extraLine)
             token=$(\(tokenCommand))
             expiry=$(\(expiration))
             if [ -n "$expiry" ]; then
@@ -77,10 +78,13 @@ struct ExecPluginTests {
     }
 
     static func start(
-        tokens: [String], expiry: Int? = nil, tokenCommand: String? = nil, sleep: String? = nil
+        tokens: [String], expiry: Int? = nil, tokenCommand: String? = nil, sleep: String? = nil, http2: Bool = true
     ) async throws -> Harness {
         try await Harness.start(
-            standIn: { $0.tokens = tokens },
+            standIn: {
+                $0.tokens = tokens
+                $0.enableHTTP2 = http2
+            },
             proxyArguments: ["-v=6", "--access-log"],
             kubeconfig: { standIn, dir in
                 try (tokens.first ?? "").write(
@@ -209,6 +213,50 @@ struct ExecPluginTests {
 
         let stderr = h.proxy.child.stderr
         for token in ["tok-a", "tok-b", "tok-c", "tok-d"] { #expect(!stderr.contains(token)) }
+        await h.stop()
+    }
+
+    @Test func retryOverHTTP1Upstream() async throws {
+        let h = try await Self.start(tokens: ["tok-a"], http2: false)
+        #expect(try await Self.code("\(h.url)/standin/echo/warm") == "200")
+        try Self.setToken(h, "tok-b")
+        h.standIn.setTokens(["tok-b"])
+        for i in 0..<3 {
+            let echo = try jsonObject(try await Tool.curl(["\(h.url)/standin/echo/h1-\(i)"]).stdout)
+            #expect(echo["protocol"] as? String != nil && echo["protocol"] as? String != "h2")
+            #expect((echo["headers"] as? [String: [String]])?["authorization"] == ["Bearer tok-b"])
+        }
+        #expect(Self.runs(h) == 2)
+        #expect(h.standIn.stats.requestsByPath["/standin/echo/h1-0"] == 2)
+        #expect(h.standIn.stats.requestsByPath["/standin/echo/h1-1"] == 1)
+        await h.stop()
+    }
+
+    @Test func requestFindingAnExpiredCredentialWaitsForTheNewOne() async throws {
+        // Each run issues tok-N valid for 1 s; runs after the first take 1 s, so the background refresh (due at
+        // expiry) is still running when the next request arrives with tok-1 expired.
+        let allowed = (1...20).map { "tok-\($0)" }
+        let h = try await Harness.start(
+            standIn: { $0.tokens = allowed },
+            kubeconfig: { standIn, dir in
+                let plugin = try Self.writePlugin(
+                    in: dir, tokenCommand: "echo tok-$(wc -l < \(dir.path)/runs | tr -d ' ')", expiry: 1,
+                    extraLine: "if [ $(wc -l < \(dir.path)/runs) -ge 2 ]; then sleep 1; fi")
+                return try Self.kubeconfig(standIn, dir: dir, command: plugin)
+            })
+        try await Task.sleep(for: .milliseconds(1300))
+        h.standIn.setTokens(Array(allowed.dropFirst()))
+        let bodyFile = h.directory.appendingPathComponent("body")
+        try String(repeating: "x", count: 20_000).write(to: bodyFile, atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let echo = try jsonObject(
+            try await Tool.curl(["-X", "POST", "--data-binary", "@\(bodyFile.path)", "\(h.url)/standin/echo/w"]).stdout)
+        let waited = ContinuousClock.now - started
+        #expect((echo["headers"] as? [String: [String]])?["authorization"] == ["Bearer tok-2"])
+        #expect(echo["bodyLength"] as? Int == 20_000)
+        #expect(h.standIn.stats.requestsByPath["/standin/echo/w"] == 1)  // sent once, with the new token
+        #expect(Self.runs(h) == 2)
+        #expect(waited > .milliseconds(200))
         await h.stop()
     }
 
