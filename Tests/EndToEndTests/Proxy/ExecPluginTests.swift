@@ -78,12 +78,14 @@ struct ExecPluginTests {
     }
 
     static func start(
-        tokens: [String], expiry: Int? = nil, tokenCommand: String? = nil, sleep: String? = nil, http2: Bool = true
+        tokens: [String], expiry: Int? = nil, tokenCommand: String? = nil, sleep: String? = nil, http2: Bool = true,
+        unauthorizedBeforeBody: Bool = false
     ) async throws -> Harness {
         try await Harness.start(
             standIn: {
                 $0.tokens = tokens
                 $0.enableHTTP2 = http2
+                $0.unauthorizedBeforeBody = unauthorizedBeforeBody
             },
             proxyArguments: ["-v=6", "--access-log"],
             kubeconfig: { standIn, dir in
@@ -213,6 +215,27 @@ struct ExecPluginTests {
 
         let stderr = h.proxy.child.stderr
         for token in ["tok-a", "tok-b", "tok-c", "tok-d"] { #expect(!stderr.contains(token)) }
+        await h.stop()
+    }
+
+    @Test(arguments: [true, false])
+    func a401BeforeTheBodyEndsWaitsForItAndRetries(http2: Bool) async throws {
+        // As a real apiserver, the stand-in answers 401 on the head, while the client is still sending its body.
+        let h = try await Self.start(tokens: ["tok-a"], http2: http2, unauthorizedBeforeBody: true)
+        try Self.setToken(h, "tok-b")
+        h.standIn.setTokens(["tok-b"])
+        let client = try RawClient(port: h.proxy.port)
+        client.send(
+            "POST /standin/echo/early HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234")
+        try await Task.sleep(for: .milliseconds(500))  // the 401 arrives meanwhile
+        #expect(h.standIn.stats.requestsByPath["/standin/echo/early"] == 1)
+        client.send("56789")
+        let response = client.readToEnd()
+        #expect(response.hasPrefix("HTTP/1.1 200"), "\(response.prefix(300))")
+        #expect(response.contains(#""bodyLength":10"#))
+        #expect(response.contains("Bearer tok-b"))
+        #expect(h.standIn.stats.requestsByPath["/standin/echo/early"] == 2)
+        #expect(Self.runs(h) == 2)
         await h.stop()
     }
 
