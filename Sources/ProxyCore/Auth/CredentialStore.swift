@@ -40,11 +40,13 @@ public final class CredentialStore: Sendable {
             pollInterval: pollInterval)
     }
 
-    /// `execRunner` stands for the plugin (tests substitute it).
+    /// `execRunner` stands for the plugin (tests substitute it); `execBackoff` is the wait after a failed run, in
+    /// seconds, doubling up to its maximum.
     init(
         credentials: StaticCredentials, sendCredentials: Bool,
         execRunner: (@Sendable () throws(CredentialError) -> ExecCredentialResult)?, logger: Logger? = nil,
-        pollInterval: Duration = CredentialStore.tokenFilePollInterval
+        pollInterval: Duration = CredentialStore.tokenFilePollInterval,
+        execBackoff: (initial: Double, maximum: Double) = (1, 60)
     ) throws(CredentialError) {
         var impersonation = HTTPHeaders()
         if let user = credentials.impersonateUser {
@@ -104,7 +106,7 @@ public final class CredentialStore: Sendable {
         state = Mutex(initial)
         interval = pollInterval
         timer = tokenFile == nil ? nil : DispatchSource.makeTimerSource(queue: .global(qos: .utility))
-        exec = execRunner.map { ExecRefresher(run: $0, first: first!, logger: logger) }
+        exec = execRunner.map { ExecRefresher(run: $0, first: first!, logger: logger, backoff: execBackoff) }
     }
 
     /// Whether the credential comes from an exec plugin (and so may be refreshed after a 401).
@@ -268,15 +270,18 @@ private final class ExecRefresher: Sendable {
         var identityHandler: (@Sendable ([UInt8], [UInt8]) -> Void)?
     }
 
-    static let maxBackoff: Double = 60
-
     let run: @Sendable () throws(CredentialError) -> ExecCredentialResult
     let logger: Logger?
     let state: Mutex<State>
+    let backoff: (initial: Double, maximum: Double)
 
-    init(run: @escaping @Sendable () throws(CredentialError) -> ExecCredentialResult, first: ExecCredentialResult, logger: Logger?) {
+    init(
+        run: @escaping @Sendable () throws(CredentialError) -> ExecCredentialResult, first: ExecCredentialResult,
+        logger: Logger?, backoff: (initial: Double, maximum: Double)
+    ) {
         self.run = run
         self.logger = logger
+        self.backoff = backoff
         var s = State()
         s.expiration = first.expiration
         if let cert = first.clientCertificatePEM, let key = first.clientKeyPEM { s.identity = (cert, key) }
@@ -370,7 +375,7 @@ private final class ExecRefresher: Sendable {
                 return (waiters, s.generation, s.started ? result.expiration : nil, nil)
             case .failure:
                 s.failures += 1
-                let backoff = min(Self.maxBackoff, pow(2, Double(s.failures - 1)))
+                let backoff = min(self.backoff.maximum, self.backoff.initial * pow(2, Double(s.failures - 1)))
                 s.quietUntil = DispatchTime.now().uptimeNanoseconds + UInt64(backoff * 1e9)
                 return (waiters, s.generation, nil, s.expiration != nil && s.started ? backoff : nil)
             }

@@ -296,19 +296,34 @@ import Testing
     @Test func failedRefreshKeepsTheCredentialAndBacksOff() async throws {
         let fake = FakePlugin()
         let store = try CredentialStore(
-            credentials: StaticCredentials(), sendCredentials: true, execRunner: fake.runner)
+            credentials: StaticCredentials(), sendCredentials: true, execRunner: fake.runner,
+            execBackoff: (initial: 60, maximum: 60))
         fake.fail.withLock { $0 = true }
         await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
         #expect(fake.calls.withLock { $0 } == 2)
         #expect(store.current.authorization == "Bearer tok-1")
-        // Within the back-off, another 401 does not run the plugin (no tight loop).
-        await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
-        #expect(fake.calls.withLock { $0 } == 2)
+        // Within the back-off, more 401s do not run the plugin (no tight loop).
         fake.fail.withLock { $0 = false }
-        try await Task.sleep(for: .milliseconds(1100))
+        for _ in 0..<3 {
+            await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
+        }
+        #expect(fake.calls.withLock { $0 } == 2)
+        #expect(store.current.authorization == "Bearer tok-1")
+    }
+
+    @Test func refreshRunsAgainAfterTheBackoff() async throws {
+        let fake = FakePlugin()
+        let store = try CredentialStore(
+            credentials: StaticCredentials(), sendCredentials: true, execRunner: fake.runner,
+            execBackoff: (initial: 0.2, maximum: 0.2))
+        fake.fail.withLock { $0 = true }
+        await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
+        fake.fail.withLock { $0 = false }
+        try await Task.sleep(for: .milliseconds(400))
         await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
         #expect(fake.calls.withLock { $0 } == 3)
         #expect(store.current.authorization == "Bearer tok-3")
+        #expect(store.current.pluginGeneration == 2)
     }
 
     @Test func noPluginForPlainHTTP() throws {
