@@ -168,6 +168,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
         let action = route(request)
         self.action = action
+        if core.configuration.unauthorizedBeforeBody, case .json(.unauthorized, _) = action {
+            perform(action, request: request, context: context)  // the rest of the body is discarded
+            return
+        }
         switch action {
         case .echo:
             body = .hash(SHA256(), length: 0)

@@ -14,6 +14,9 @@ public struct StandInConfiguration: Sendable {
     /// When true, a request needs `Authorization: Bearer <token>`, `Authorization: Basic` with a configured user, or a
     /// TLS client certificate signed by the stand-in CA; otherwise it gets 401. `/healthz`, `/livez` and `/readyz` are always anonymous.
     public var requireAuth = true
+    /// Answer 401 as soon as a request's head arrives, before its body, as the real apiserver's authentication
+    /// filter does (by default the stand-in answers every request after its body).
+    public var unauthorizedBeforeBody = false
     /// ALPN offers `h2` and `http/1.1`; false offers `http/1.1` only.
     public var enableHTTP2 = true
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised on HTTP/2 connections.

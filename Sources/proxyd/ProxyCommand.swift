@@ -201,11 +201,6 @@ struct ProxyCommand: ParsableCommand {
         if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty, case .success(let endpoint) = ProxyEndpoint.parse(proxyURL) {
             logger.info("Connecting to the apiserver through the proxy \(endpoint)")
         }
-        // Fail clearly rather than proxy with fewer credentials than kubectl would send.
-        if let exec = upstream.credentials.exec {
-            throw StartupError(
-                message: "the kubeconfig user uses an exec credential plugin (\(exec.command)), which this proxyd version does not support yet; use a token, token file or client certificate")
-        }
         if !upstream.basePath.isEmpty && !appendServerPath {
             logger.warning(
                 "Your kube context contains a server path \(upstream.basePath), use --append-server-path to automatically append the path to each request")

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The credential headers in force at one moment: immutable, swapped whole on rotation.
 ///
 /// Never logged: `description` redacts the values.
@@ -6,12 +8,27 @@ public struct CredentialSnapshot: Sendable, Equatable, CustomStringConvertible {
     var authorization: String?
     /// `Impersonate-*` headers from the kubeconfig or flags.
     var impersonation: HTTPHeaders
+    /// Set when `authorization` came from an exec plugin: which run produced it (a 401 refreshes only if the
+    /// credential is still this one).
+    var pluginGeneration: UInt64?
+    /// The plugin credential's `expirationTimestamp`.
+    var expiration: Date?
 
     public static let none = CredentialSnapshot(authorization: nil, impersonation: HTTPHeaders())
 
-    init(authorization: String?, impersonation: HTTPHeaders) {
+    init(
+        authorization: String?, impersonation: HTTPHeaders, pluginGeneration: UInt64? = nil, expiration: Date? = nil
+    ) {
         self.authorization = authorization
         self.impersonation = impersonation
+        self.pluginGeneration = pluginGeneration
+        self.expiration = expiration
+    }
+
+    /// Whether a plugin credential has passed its expiry (client-go refreshes before using it then).
+    func isExpired(now: Date) -> Bool {
+        guard let expiration else { return false }
+        return now >= expiration
     }
 
     /// Adds the credentials to a request, kubectl-style: a client's own `Authorization` wins, and a client's

@@ -1,9 +1,11 @@
 import Dispatch
 public import Foundation
+public import Logging
 import Synchronization
 
 /// Holds the current `CredentialSnapshot`, shared read-mostly by every event loop, and keeps it fresh:
-/// a `tokenFile` (or an in-cluster service-account token) is re-read when it changes.
+/// a `tokenFile` (or an in-cluster service-account token) is re-read when it changes; an exec plugin's credential
+/// is refreshed before it expires, and at once after a 401 (`refresh(ifStillGeneration:completion:)`).
 ///
 /// Readers take one uncontended lock per request (not per byte) to copy the snapshot; rotation swaps the whole
 /// snapshot at once, so a request never sees half of an update.
@@ -14,16 +16,37 @@ public final class CredentialStore: Sendable {
     /// Created inactive in `init` when there is a token file; DispatchSource is thread-safe.
     nonisolated(unsafe) private let timer: (any DispatchSourceTimer)?
     private let interval: Duration
+    /// Set when the credential comes from an exec plugin.
+    private let exec: ExecRefresher?
 
     /// How often a token file is checked for changes (client-go re-reads about every 50–60 s; checking is a
     /// cheap read, so proxyd picks rotations up sooner).
     public static let tokenFilePollInterval: Duration = .seconds(5)
 
+    /// With an exec plugin in `credentials`, runs it once now (blocking the caller: call it before serving).
     /// - Parameter sendCredentials: `false` for an `http://` server: credentials are never sent in the clear.
-    /// - Throws: `CredentialError` when a token file cannot be read at start-up.
-    public init(
+    /// - Throws: `CredentialError` when a token file cannot be read, or the exec plugin fails, at start-up.
+    public convenience init(
+        credentials: StaticCredentials, sendCredentials: Bool, execCluster: ExecClusterInfo? = nil,
+        logger: Logger? = nil, pollInterval: Duration = CredentialStore.tokenFilePollInterval
+    ) throws(CredentialError) {
+        var runner: (@Sendable () throws(CredentialError) -> ExecCredentialResult)?
+        if sendCredentials, let config = credentials.exec {
+            let plugin = try ExecPlugin(config: config, cluster: execCluster)
+            runner = { () throws(CredentialError) in try plugin.run() }
+        }
+        try self.init(
+            credentials: credentials, sendCredentials: sendCredentials, execRunner: runner, logger: logger,
+            pollInterval: pollInterval)
+    }
+
+    /// `execRunner` stands for the plugin (tests substitute it); `execBackoff` is the wait after a failed run, in
+    /// seconds, doubling up to its maximum.
+    init(
         credentials: StaticCredentials, sendCredentials: Bool,
-        pollInterval: Duration = CredentialStore.tokenFilePollInterval
+        execRunner: (@Sendable () throws(CredentialError) -> ExecCredentialResult)?, logger: Logger? = nil,
+        pollInterval: Duration = CredentialStore.tokenFilePollInterval,
+        execBackoff: (initial: Double, maximum: Double) = (1, 60)
     ) throws(CredentialError) {
         var impersonation = HTTPHeaders()
         if let user = credentials.impersonateUser {
@@ -69,9 +92,58 @@ public final class CredentialStore: Sendable {
             // The file's token wins over an inline one once read (client-go).
             initial.authorization = "Bearer " + (try Self.readToken(tokenFile))
         }
+        var first: ExecCredentialResult?
+        if let execRunner {
+            do throws(CredentialError) {
+                first = try execRunner()
+            } catch {
+                throw CredentialError("getting credentials: \(error.description)")
+            }
+            initial.authorization = first?.token.map { "Bearer " + $0 }
+            initial.pluginGeneration = 1
+            initial.expiration = first?.expiration
+        }
         state = Mutex(initial)
         interval = pollInterval
         timer = tokenFile == nil ? nil : DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        exec = execRunner.map { ExecRefresher(run: $0, first: first!, logger: logger, backoff: execBackoff) }
+    }
+
+    /// Whether the credential comes from an exec plugin (and so may be refreshed after a 401).
+    public var usesExecPlugin: Bool { exec != nil }
+
+    /// The exec plugin's client certificate and key (PEM), if its last good answer had them.
+    public var execClientIdentity: (certificate: [UInt8], key: [UInt8])? {
+        exec?.identity
+    }
+
+    /// Called (on a Dispatch queue) whenever the exec plugin returns a different client certificate or key.
+    public func onExecClientIdentityChange(_ handler: @escaping @Sendable ([UInt8], [UInt8]) -> Void) {
+        exec?.setIdentityHandler(handler)
+    }
+
+    /// How often the exec plugin ran (start-up included).
+    var execRuns: Int { exec?.runs ?? 0 }
+
+    /// Runs the exec plugin again unless the credential already changed since generation `generation` (then, or
+    /// when another run is already under way, no second run starts). `completion` runs on a Dispatch queue once
+    /// the credential is as fresh as it gets: re-read `current` then. After a failed run, further refreshes are
+    /// refused for a growing back-off (1 s doubling to 60 s) and complete at once, keeping the last credential.
+    public func refresh(ifStillGeneration generation: UInt64, completion: @escaping @Sendable () -> Void) {
+        guard let exec else {
+            completion()
+            return
+        }
+        exec.refresh(ifStillGeneration: generation, store: self, completion: completion)
+    }
+
+    /// Installs a plugin result (called by `ExecRefresher`, under its lock).
+    fileprivate func install(_ result: ExecCredentialResult, generation: UInt64) {
+        state.withLock { snapshot in
+            snapshot.authorization = result.token.map { "Bearer " + $0 }
+            snapshot.pluginGeneration = generation
+            snapshot.expiration = result.expiration
+        }
     }
 
     /// When the `auth-provider` (oidc) token in use expires; proxyd does not refresh it (see `AuthProvider`).
@@ -80,8 +152,10 @@ public final class CredentialStore: Sendable {
     /// The credentials to add to the next request.
     public var current: CredentialSnapshot { state.withLock { $0 } }
 
-    /// Starts re-reading the token file, if there is one. A failed re-read keeps the last good token.
+    /// Starts re-reading the token file, if there is one (a failed re-read keeps the last good token), or the
+    /// exec plugin's refresh timer.
     public func startWatching() {
+        exec?.start(store: self)
         guard let tokenFile, let timer else { return }
         let nanos = Int(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
         timer.schedule(deadline: .now() + .nanoseconds(nanos), repeating: .nanoseconds(nanos))
@@ -92,6 +166,7 @@ public final class CredentialStore: Sendable {
     }
 
     public func stopWatching() {
+        exec?.stop()
         timer?.cancel()
         // libdispatch traps on releasing a source that was never activated ("Release of an inactive object");
         // activating a cancelled source runs no handler, and activating an active one does nothing.
@@ -162,6 +237,163 @@ public final class CredentialStore: Sendable {
             return "No such file or directory"
         }
         return ns.localizedDescription
+    }
+}
+
+enum ExecRefresherTiming {
+    /// Never refresh sooner than this after a run, whatever the expiry says.
+    static let minimumRefreshDelay: Double = 1
+
+    /// When to refresh a credential that expires at `expiration`: at 80 % of its remaining life or 10 s before
+    /// it expires, whichever is later, but not sooner than `minimumRefreshDelay`.
+    static func refreshDelay(expiration: Date, now: Date) -> Double {
+        let life = expiration.timeIntervalSince(now)
+        return max(life * 0.8, life - 10, minimumRefreshDelay)
+    }
+}
+
+/// The exec plugin's refresh machinery: single-flight runs on a Dispatch queue, a timer before expiry, back-off
+/// after failures.
+private final class ExecRefresher: Sendable {
+    struct State {
+        var generation: UInt64 = 1
+        var expiration: Date?
+        var identity: (certificate: [UInt8], key: [UInt8])?
+        var running = false
+        var waiters: [@Sendable () -> Void] = []
+        var failures = 0
+        /// Uptime nanoseconds before which no run starts (after a failure).
+        var quietUntil: UInt64 = 0
+        var started = false
+        var stopped = false
+        var runs = 1
+        var identityHandler: (@Sendable ([UInt8], [UInt8]) -> Void)?
+    }
+
+    let run: @Sendable () throws(CredentialError) -> ExecCredentialResult
+    let logger: Logger?
+    let state: Mutex<State>
+    let backoff: (initial: Double, maximum: Double)
+
+    init(
+        run: @escaping @Sendable () throws(CredentialError) -> ExecCredentialResult, first: ExecCredentialResult,
+        logger: Logger?, backoff: (initial: Double, maximum: Double)
+    ) {
+        self.run = run
+        self.logger = logger
+        self.backoff = backoff
+        var s = State()
+        s.expiration = first.expiration
+        if let cert = first.clientCertificatePEM, let key = first.clientKeyPEM { s.identity = (cert, key) }
+        state = Mutex(s)
+    }
+
+    var identity: (certificate: [UInt8], key: [UInt8])? { state.withLock { $0.identity } }
+    var runs: Int { state.withLock { $0.runs } }
+
+    func setIdentityHandler(_ handler: @escaping @Sendable ([UInt8], [UInt8]) -> Void) {
+        state.withLock { $0.identityHandler = handler }
+    }
+
+    func start(store: CredentialStore) {
+        let (generation, expiration) = state.withLock { s in
+            s.started = true
+            return (s.generation, s.expiration)
+        }
+        scheduleExpiryRefresh(generation: generation, expiration: expiration, store: store)
+    }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
+    }
+
+    private func scheduleExpiryRefresh(generation: UInt64, expiration: Date?, store: CredentialStore) {
+        guard let expiration else { return }
+        let delay = ExecRefresherTiming.refreshDelay(expiration: expiration, now: Date())
+        after(seconds: delay) { [weak store] in
+            store?.refresh(ifStillGeneration: generation) {}
+        }
+    }
+
+    private func after(seconds: Double, _ work: @escaping @Sendable () -> Void) {
+        DispatchQueue.global(qos: .utility).asyncAfter(
+            deadline: .now() + .milliseconds(Int((seconds * 1000).rounded(.up))), execute: work)
+    }
+
+    func refresh(ifStillGeneration generation: UInt64, store: CredentialStore, completion: @escaping @Sendable () -> Void) {
+        let startRun = state.withLock { s -> Bool? in
+            if s.stopped || s.generation != generation { return nil }
+            if s.running {
+                s.waiters.append(completion)
+                return false
+            }
+            if DispatchTime.now().uptimeNanoseconds < s.quietUntil { return nil }
+            s.running = true
+            s.waiters.append(completion)
+            return true
+        }
+        switch startRun {
+        case .none: completion()
+        case .some(false): break
+        case .some(true):
+            DispatchQueue.global(qos: .utility).async { [self] in
+                self.runOnce(store: store)
+            }
+        }
+    }
+
+    private func runOnce(store: CredentialStore) {
+        let outcome: Result<ExecCredentialResult, CredentialError>
+        do throws(CredentialError) {
+            outcome = .success(try run())
+        } catch {
+            outcome = .failure(error)
+        }
+        var identityChange: (@Sendable ([UInt8], [UInt8]) -> Void)?
+        var newIdentity: ([UInt8], [UInt8])?
+        let (waiters, generation, expiration, retryAfter) = state.withLock {
+            s -> ([@Sendable () -> Void], UInt64, Date?, Double?) in
+            s.runs += 1
+            s.running = false
+            let waiters = s.waiters
+            s.waiters = []
+            switch outcome {
+            case .success(let result):
+                s.failures = 0
+                s.quietUntil = 0
+                s.generation += 1
+                s.expiration = result.expiration
+                store.install(result, generation: s.generation)
+                let identity = result.clientCertificatePEM.flatMap { c in result.clientKeyPEM.map { (c, $0) } }
+                if identity?.0 != s.identity?.certificate || identity?.1 != s.identity?.key {
+                    s.identity = identity.map { (certificate: $0.0, key: $0.1) }
+                    if let identity {
+                        newIdentity = identity
+                        identityChange = s.identityHandler
+                    }
+                }
+                return (waiters, s.generation, s.started ? result.expiration : nil, nil)
+            case .failure:
+                s.failures += 1
+                let backoff = min(self.backoff.maximum, self.backoff.initial * pow(2, Double(s.failures - 1)))
+                s.quietUntil = DispatchTime.now().uptimeNanoseconds + UInt64(backoff * 1e9)
+                return (waiters, s.generation, nil, s.expiration != nil && s.started ? backoff : nil)
+            }
+        }
+        switch outcome {
+        case .success(let result):
+            logger?.info("exec plugin returned new credentials\(result.expiration.map { " (expire \($0))" } ?? "")")
+            if let identityChange, let newIdentity { identityChange(newIdentity.0, newIdentity.1) }
+            scheduleExpiryRefresh(generation: generation, expiration: expiration, store: store)
+        case .failure(let error):
+            logger?.error("refreshing credentials: \(error.description); keeping the last credential")
+            if let retryAfter {
+                after(seconds: retryAfter) { [weak store] in
+                    store?.refresh(ifStillGeneration: generation) {}
+                }
+            }
+        }
+        for waiter in waiters { waiter() }
     }
 }
 

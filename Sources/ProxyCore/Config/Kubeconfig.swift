@@ -150,7 +150,7 @@ public struct KubeconfigExec: Sendable, Equatable {
     }
 }
 
-/// `users[].user.exec`: a client-go exec credential plugin, validated but not run.
+/// `users[].user.exec`: a client-go exec credential plugin, validated (run by `ExecPlugin`).
 public struct ExecConfig: Sendable, Equatable {
     public struct EnvVar: Sendable, Equatable {
         public var name: String

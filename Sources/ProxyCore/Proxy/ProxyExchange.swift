@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 
 /// One client request and its response: routing, filtering, then streaming through an `UpstreamStream`.
@@ -8,8 +9,15 @@ import Logging
 /// upstream (`consumed`) as soon as the socket's queue is under `clientLowWater`, otherwise when it drains; so the
 /// apiserver can send at most one flow-control window (or the HTTP/1 read high-water mark) beyond what the client
 /// took. Client → upstream: the client socket is paused while the stream's body queue is above its high-water mark.
+///
+/// Exec plugin credentials: a request that finds the credential expired waits (off the loop) for the refresh, its
+/// body held meanwhile. A 401 to a request sent with the plugin's credential refreshes it (single-flight); a
+/// replayable request (no body, or a body fully received and at most `replayLimit` bytes, copied only for such
+/// requests) is then sent once more with the new credential instead of relaying the 401.
 final class ProxyExchange: UpstreamResponseHandler {
     static let clientLowWater = 64 * 1024
+    /// Largest request body kept for a replay after a 401.
+    static let replayLimit = 64 * 1024
 
     private unowned let connection: ClientConnection
     let head: HTTPRequestHead
@@ -26,6 +34,20 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var responseStatus = 0
     private var responseBytes = 0
     private var upstreamPath = ""
+    /// The plugin credential generation this request was sent with (`nil`: not sent with a plugin credential).
+    private var pluginGeneration: UInt64?
+    /// Whether the one retry after a 401 was used.
+    private var retried = false
+    /// A copy of the request body for a replay; `nil` when there is none or it outgrew `replayLimit`.
+    private var replayBody: [[UInt8]]?
+    private var replayBytes = 0
+    /// Waiting for a credential refresh before (re)sending: body bytes are held here meanwhile.
+    private var awaitingCredential = false
+    private var heldBody: [[UInt8]] = []
+    private var heldBytes = 0
+    private var heldPaused = false
+    /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
+    private var replayWhenBodyEnds = false
 
     init(connection: ClientConnection, head: HTTPRequestHead) {
         self.connection = connection
@@ -79,15 +101,66 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     private func forward(upstreamTarget: String) {
         let hasBody = head.hasBody
-        let headers = HeaderRewriter.upstreamRequestHeaders(
-            head.headers, clientIP: connection.peer.ipString, credentials: shared.credentials.current,
-            isUpgrade: false)
-        let request = UpstreamRequest(method: head.method, target: upstreamTarget, headers: headers, hasBody: hasBody)
+        if !hasBody { requestComplete = true }
         if head.expectsContinue && hasBody {
             connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
-        stream = connection.context.pool.start(request, handler: self)
-        if !hasBody { requestComplete = true }
+        let store = shared.credentials
+        let credentials = store.current
+        if let generation = credentials.pluginGeneration, usesConfiguredAuthorization {
+            if case .contentLength(let length) = head.bodyFraming, length > Self.replayLimit {
+                // Too large to replay: no copy.
+            } else if hasBody {
+                replayBody = []
+            }
+            if credentials.isExpired(now: Date()) {
+                // client-go runs the plugin before using an expired credential; so does proxyd, off the loop.
+                awaitCredential(generation: generation)
+                return
+            }
+        }
+        send(credentials: credentials)
+    }
+
+    /// Whether the configured `Authorization` is added (a client's own non-empty one wins).
+    private var usesConfiguredAuthorization: Bool { (head.headers.first("authorization") ?? "").isEmpty }
+
+    /// Starts the upstream exchange with `credentials`, then hands over any body held meanwhile.
+    private func send(credentials: CredentialSnapshot) {
+        pluginGeneration = usesConfiguredAuthorization ? credentials.pluginGeneration : nil
+        let headers = HeaderRewriter.upstreamRequestHeaders(
+            head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: false)
+        let request = UpstreamRequest(
+            method: head.method, target: upstreamPath, headers: headers, hasBody: head.hasBody)
+        let stream = connection.context.pool.start(request, handler: self)
+        self.stream = stream
+        guard !heldBody.isEmpty || (head.hasBody && requestComplete) else { return }
+        for chunk in heldBody { stream.sendBody(chunk) }
+        heldBody = []
+        heldBytes = 0
+        if head.hasBody && requestComplete { stream.endBody() }
+        if stream.bufferedBodyBytes > UpstreamStream.bodyHighWater {
+            stream.bodyPaused = true
+            heldPaused = false  // the client stays paused until the stream drains
+        } else if heldPaused {
+            heldPaused = false
+            connection.setBodyBackpressure(false)
+        }
+    }
+
+    /// Asks for a refreshed plugin credential, then sends with whatever is current.
+    private func awaitCredential(generation: UInt64) {
+        awaitingCredential = true
+        let box = LoopBound(self)
+        let loop = connection.context.loop
+        shared.credentials.refresh(ifStillGeneration: generation) {
+            loop.execute {
+                let exchange = box.value
+                exchange.awaitingCredential = false
+                guard !exchange.finished else { return }
+                exchange.send(credentials: exchange.shared.credentials.current)
+            }
+        }
     }
 
     /// Exec, attach, port-forward: a dedicated HTTP/1.1 connection that becomes a byte tunnel after `101`.
@@ -121,7 +194,21 @@ final class ProxyExchange: UpstreamResponseHandler {
     // MARK: request body from the client
 
     func clientSentBody(_ bytes: [UInt8]) {
-        guard !discardBody, let stream else { return }
+        guard !discardBody else { return }
+        if replayBody != nil {
+            replayBytes += bytes.count
+            if replayBytes <= Self.replayLimit { replayBody?.append(bytes) } else { replayBody = nil }
+        }
+        if awaitingCredential {
+            heldBody.append(bytes)
+            heldBytes += bytes.count
+            if heldBytes > UpstreamStream.bodyHighWater && !heldPaused {
+                heldPaused = true
+                connection.setBodyBackpressure(true)
+            }
+            return
+        }
+        guard let stream else { return }
         stream.sendBody(bytes)
         if stream.bufferedBodyBytes > UpstreamStream.bodyHighWater {
             stream.bodyPaused = true
@@ -131,6 +218,12 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     func clientEndedBody() {
         requestComplete = true
+        if replayWhenBodyEnds, !finished, !discardBody, let generation = pluginGeneration {
+            replayWhenBodyEnds = false
+            heldBody = replayBody ?? []
+            awaitCredential(generation: generation)
+            return
+        }
         if discardBody {
             if finished { connection.exchangeFinished(self, keepAlive: keepAlive) }
             return
@@ -146,6 +239,29 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     func upstreamDidReceiveHead(status: Int, headers upstreamHeaders: HTTPHeaders) {
         guard !finished else { return }
+        if status == 401, let generation = pluginGeneration, !retried {
+            retried = true
+            var replayable = requestComplete && (!head.hasBody || replayBody != nil)
+            if !requestComplete, replayBody != nil, case .contentLength = head.bodyFraming {
+                // The rest of a body under the limit is on its way (say after `100 Continue`): wait for it.
+                replayable = true
+                replayWhenBodyEnds = true
+            }
+            if replayable {
+                // Drop this answer (the stream runs to its end upstream, unread) and send again once refreshed.
+                stream?.detach()
+                stream = nil
+                shared.logger.info("\(head.method) \(upstreamPath): 401 with the exec plugin's credential; refreshing it and retrying once")
+                if !replayWhenBodyEnds {
+                    heldBody = replayBody ?? []
+                    awaitCredential(generation: generation)
+                }
+                return
+            }
+            // Not replayable: relay the 401; the next request gets the refreshed credential (client-go).
+            shared.logger.info("\(head.method) \(upstreamPath): 401 with the exec plugin's credential; refreshing it")
+            shared.credentials.refresh(ifStillGeneration: generation) {}
+        }
         responseStarted = true
         responseStatus = status
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)

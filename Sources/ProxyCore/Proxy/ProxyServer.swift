@@ -138,9 +138,15 @@ public final class ProxyServer: Sendable {
         self.configuration = configuration
         let target = configuration.upstream
         let credentials = try CredentialStore(
-            credentials: target.credentials, sendCredentials: target.scheme == "https")
-        let tls: TLSContext? = target.scheme == "https" ? try TLSContext(configuration: target.tls) : nil
-        var upgradeTLS = target.tls
+            credentials: target.credentials, sendCredentials: target.scheme == "https",
+            execCluster: ExecClusterInfo(target: target), logger: logger)
+        var tlsConfiguration = target.tls
+        if let identity = credentials.execClientIdentity {
+            tlsConfiguration.clientCertificatePEM = identity.certificate
+            tlsConfiguration.clientKeyPEM = identity.key
+        }
+        let tls: TLSContext? = target.scheme == "https" ? try TLSContext(configuration: tlsConfiguration) : nil
+        var upgradeTLS = tlsConfiguration
         upgradeTLS.alpn = ["http/1.1"]
         let upgradeTLSContext: TLSContext? =
             target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
@@ -172,6 +178,25 @@ public final class ProxyServer: Sendable {
             shared.upgradeTLSContext.withLock { $0 = upgrade }
             for context in contexts.values {
                 context.loop.execute { context.pool.retireConnections() }
+            }
+        }
+        // An exec plugin's new client certificate: new connections use it, old ones drain (as for files above).
+        credentials.onExecClientIdentityChange { [shared, target, contexts] certificate, key in
+            var tls = target.tls
+            tls.clientCertificatePEM = certificate
+            tls.clientKeyPEM = key
+            var upgrade = tls
+            upgrade.alpn = ["http/1.1"]
+            do {
+                let context = try TLSContext(configuration: tls)
+                let upgradeContext = try TLSContext(configuration: upgrade)
+                shared.tlsContext.withLock { $0 = context }
+                shared.upgradeTLSContext.withLock { $0 = upgradeContext }
+                for loopContext in contexts.values {
+                    loopContext.loop.execute { loopContext.pool.retireConnections() }
+                }
+            } catch {
+                shared.logger.error("exec plugin returned a client certificate that cannot be used: \(error)")
             }
         }
     }

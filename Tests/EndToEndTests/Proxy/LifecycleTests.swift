@@ -71,7 +71,7 @@ struct LifecycleTests {
         await h.stop()
     }
 
-    @Test func unsupportedExecPluginFailsClearly() async throws {
+    @Test func execPluginWithoutOutputFailsStartupClearly() async throws {
         let h = try await Harness.start()  // only for a server URL and CA
         let path = h.directory.appendingPathComponent("exec-config").path
         try """
@@ -91,7 +91,9 @@ struct LifecycleTests {
             """.write(toFile: path, atomically: true, encoding: .utf8)
         let child = try ChildProcess(executable: BuildProducts.proxyd, arguments: ["--kubeconfig", path, "--port=0"])
         #expect(try await child.waitForExit() == 1)
-        #expect(child.stderr.contains("exec credential plugin"))
+        // /bin/true prints no ExecCredential.
+        #expect(child.stderr.contains("error: getting credentials: decoding stdout: invalid JSON"))
+        #expect(!child.stdout.contains("Starting to serve"))
         await h.stop()
     }
 }
