@@ -34,7 +34,13 @@ struct HealthCheckTests {
         _ = watch.readToEnd()  // the cut reaches the client once the PING went unanswered
         let waited = ContinuousClock.now - started
         #expect(waited < .seconds(8), "waited \(waited)")
-        #expect(proxy.child.stderr.contains("did not answer a PING"))
+        // The log line is written as the connection drops; give the pipe reader a moment.
+        var logged = false
+        for _ in 0..<50 where !logged {
+            logged = proxy.child.stderr.contains("did not answer a PING")
+            if !logged { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(logged, "\(proxy.child.stderr)")
 
         // The apiserver is reachable again: the next request opens a new connection.
         relay.setPaused(false)
