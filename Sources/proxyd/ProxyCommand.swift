@@ -192,13 +192,13 @@ struct ProxyCommand: ParsableCommand {
         // Without a proxy-url, HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply, as in client-go's default transport.
         if upstream.proxyURL?.isEmpty ?? true {
             do {
-                upstream.proxyURL = try EnvironmentProxy.proxyURL(
+                upstream.environmentProxyURL = try EnvironmentProxy.proxyURL(
                     scheme: upstream.scheme, host: upstream.host, port: upstream.port, environment: environment)
             } catch {
                 throw StartupError(message: "\(error)")
             }
         }
-        if let proxyURL = upstream.proxyURL, !proxyURL.isEmpty, case .success(let endpoint) = ProxyEndpoint.parse(proxyURL) {
+        if let proxyURL = upstream.effectiveProxyURL, case .success(let endpoint) = ProxyEndpoint.parse(proxyURL) {
             logger.info("Connecting to the apiserver through the proxy \(endpoint)")
         }
         if !upstream.basePath.isEmpty && !appendServerPath {

@@ -22,6 +22,15 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// The proxy every upstream connection goes through: the cluster's `proxy-url` (validated: http, https or
     /// socks5), or what `EnvironmentProxy` found in `HTTPS_PROXY`/`NO_PROXY`. Parsed by `ProxyEndpoint`.
     public var proxyURL: String?
+    /// From `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` when the cluster sets no `proxy-url`. Kept apart from `proxyURL`
+    /// because exec plugins are told only the kubeconfig's `proxy-url` (client-go).
+    public var environmentProxyURL: String?
+    /// The proxy every upstream connection goes through, if any.
+    public var effectiveProxyURL: String? {
+        if let proxyURL, !proxyURL.isEmpty { return proxyURL }
+        if let environmentProxyURL, !environmentProxyURL.isEmpty { return environmentProxyURL }
+        return nil
+    }
     public var disableCompression: Bool
     /// Absolute paths of the client certificate and key when they came from files (not `-data`): re-read while
     /// proxyd runs, so a rotated identity is used by new upstream connections.
@@ -164,6 +173,7 @@ extension UpstreamTarget: CustomStringConvertible, CustomDebugStringConvertible 
         if let name = tls.serverName { tlsParts.append("serverName: \(name)") }
         var parts = ["\(serverURL)", "tls: [\(tlsParts.joined(separator: ", "))]", "credentials: \(credentials)"]
         if let proxyURL { parts.append("proxyURL: \(redactingUserInfo(proxyURL))") }
+        if let environmentProxyURL { parts.append("environmentProxyURL: \(redactingUserInfo(environmentProxyURL))") }
         if disableCompression { parts.append("disableCompression") }
         return "UpstreamTarget(\(parts.joined(separator: ", ")))"
     }

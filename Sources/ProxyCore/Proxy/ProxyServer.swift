@@ -151,7 +151,7 @@ public final class ProxyServer: Sendable {
         let upgradeTLSContext: TLSContext? =
             target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
         var proxy: UpstreamProxy?
-        if let proxyURL = target.proxyURL, !proxyURL.isEmpty {
+        if let proxyURL = target.effectiveProxyURL {
             switch ProxyEndpoint.parse(proxyURL) {
             case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: target.tls)
             case .failure(let error): throw error

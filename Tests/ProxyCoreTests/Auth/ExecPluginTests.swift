@@ -6,6 +6,17 @@ import Testing
 
 /// Exec credential plugins (KUBECTL-PROXY.md §2.4): decoding, environment, errors, and the store's refresh rules.
 @Suite struct ExecPluginTests {
+    /// Plugins are told the kubeconfig's `proxy-url` only, not a proxy taken from `HTTPS_PROXY` (client-go).
+    @Test func clusterInfoCarriesOnlyTheKubeconfigProxy() {
+        var target = UpstreamTarget(scheme: "https", host: "h", port: 6443, authority: "h:6443")
+        target.environmentProxyURL = "http://env-proxy:3128"
+        #expect(ExecClusterInfo(target: target).proxyURL == nil)
+        #expect(target.effectiveProxyURL == "http://env-proxy:3128")
+        target.proxyURL = "socks5://kube-proxy:1080"
+        #expect(ExecClusterInfo(target: target).proxyURL == "socks5://kube-proxy:1080")
+        #expect(target.effectiveProxyURL == "socks5://kube-proxy:1080")
+    }
+
     static let v1 = "client.authentication.k8s.io/v1"
     static let v1beta1 = "client.authentication.k8s.io/v1beta1"
 
