@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import ProxyCore
 
@@ -24,7 +25,7 @@ enum Daemon {
         }
         // Unbuffered, so tools that wait for this line see it at once.
         let announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
-        FileHandle.standardOutput.write(Data(announcement.utf8))
+        Console.writeStdout(announcement)
         SystemdActivation.notify("READY=1")
 
         // A parent (a test runner, some supervisors) may have blocked these in the inherited mask.

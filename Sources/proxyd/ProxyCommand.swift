@@ -1,6 +1,6 @@
 import ArgumentParser
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 import ProxyCore
 
@@ -140,7 +140,7 @@ struct ProxyCommand: ParsableCommand {
             let configuration = try makeConfiguration(logger: logger)
             try Daemon.run(configuration: configuration, logger: logger)
         } catch {
-            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            Console.writeStderr("error: \(error.message)\n")
             throw ExitCode(1)
         }
     }
@@ -215,8 +215,7 @@ struct ProxyCommand: ParsableCommand {
                 // kubectl panics here (conflicting ServeMux patterns); say what is wrong instead.
                 throw StartupError(message: "--www-prefix (\(wwwPrefix)) and --api-prefix (\(apiPrefix)) must differ; for example --www-prefix=/ --api-prefix=/api/")
             }
-            var isDirectory: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: www, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            if !Console.isDirectory(www) {
                 logger.warning("Failed to stat static file directory \(www): not a readable directory")
             }
         }

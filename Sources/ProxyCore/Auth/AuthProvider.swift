@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The kubeconfig `auth-provider` stanza (client-go `plugin/pkg/client/auth`).
 ///
@@ -33,7 +33,7 @@ enum AuthProvider {
     }
 
     private static func oidcToken(config: [String: String], now: Date) throws(CredentialError) -> Token {
-        guard let idToken = config["id-token"]?.trimmingCharacters(in: .whitespaces), !idToken.isEmpty else {
+        guard let idToken = config["id-token"]?.trimmingSpaces(), !idToken.isEmpty else {
             throw CredentialError(
                 "auth-provider oidc: the kubeconfig has no id-token; proxyd does not run the OIDC login flow: log in with kubectl first, or use an exec plugin such as kubelogin")
         }
@@ -51,25 +51,40 @@ enum AuthProvider {
     static func jwtExpiry(_ jwt: String) throws(CredentialError) -> Date? {
         let parts = jwt.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = base64URLDecode(parts[1]),
-            let object = try? JSONSerialization.jsonObject(with: payload) as? [String: Any]
+            let claims = try? JSONDecoder().decode(JWTClaims.self, from: payload)
         else {
             throw CredentialError("auth-provider oidc: the id-token is not a JSON Web Token")
         }
-        guard let exp = object["exp"] else { return nil }
-        guard let seconds = (exp as? NSNumber)?.doubleValue else {
+        if claims.expIsInvalid {
             throw CredentialError("auth-provider oidc: the id-token's exp claim is not a number")
         }
-        return Date(timeIntervalSince1970: seconds)
+        return claims.exp.map { Date(timeIntervalSince1970: $0) }
+    }
+
+    /// The one claim proxyd reads; any JSON object decodes.
+    private struct JWTClaims: Decodable {
+        var exp: Double?
+        var expIsInvalid = false
+        enum CodingKeys: String, CodingKey { case exp }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            guard container.contains(.exp), try !container.decodeNil(forKey: .exp) else { return }
+            if let value = try? container.decode(Double.self, forKey: .exp) {
+                exp = value
+            } else {
+                expIsInvalid = true
+            }
+        }
     }
 
     static func base64URLDecode(_ text: Substring) -> Data? {
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        var s = String(text).replacing("-", with: "+").replacing("_", with: "/")
         while s.count % 4 != 0 { s += "=" }
         return Data(base64Encoded: s)
     }
 
     static func iso8601(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: date)
+        date.formatted(.iso8601)
     }
 }

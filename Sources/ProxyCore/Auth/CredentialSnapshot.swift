@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The credential headers in force at one moment: immutable, swapped whole on rotation.
 ///

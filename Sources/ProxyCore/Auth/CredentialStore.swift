@@ -1,5 +1,5 @@
 import Dispatch
-public import Foundation
+public import FoundationEssentials
 public import Logging
 import Synchronization
 
@@ -215,28 +215,16 @@ public final class CredentialStore: Sendable {
     }
 
     static func readToken(_ path: String) throws(CredentialError) -> String {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw CredentialError("cannot read token file \(path): \(Self.reason(error))")
+        let bytes: [UInt8]
+        switch ConfigFiles.read(path) {
+        case .success(let content): bytes = content
+        case .failure(let failure): throw CredentialError("cannot read token file \(path): \(failure.reason)")
         }
-        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
         if token.isEmpty {
             throw CredentialError("token file \(path) is empty")
         }
         return token
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoSuchFileError {
-            return "No such file or directory"
-        }
-        return ns.localizedDescription
     }
 }
 
@@ -375,7 +363,7 @@ private final class ExecRefresher: Sendable {
                 return (waiters, s.generation, s.started ? result.expiration : nil, nil)
             case .failure:
                 s.failures += 1
-                let backoff = min(self.backoff.maximum, self.backoff.initial * pow(2, Double(s.failures - 1)))
+                let backoff = min(self.backoff.maximum, self.backoff.initial * Double(1 << min(s.failures - 1, 30)))
                 s.quietUntil = DispatchTime.now().uptimeNanoseconds + UInt64(backoff * 1e9)
                 return (waiters, s.generation, nil, s.expiration != nil && s.started ? backoff : nil)
             }

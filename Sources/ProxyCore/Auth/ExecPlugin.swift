@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// What an exec plugin may learn about the cluster (`provideClusterInfo: true`): client-go's
@@ -129,18 +129,12 @@ final class ExecPlugin: Sendable {
 
     /// The executable to start: the configured path, or the first executable match on `PATH` for a bare name.
     static func locate(_ command: String, path: String?) -> String? {
-        let fm = FileManager.default
         if command.contains("/") {
-            return fm.isExecutableFile(atPath: command) ? command : nil
+            return ConfigFiles.isExecutableFile(command) ? command : nil
         }
         for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + command
-            var isDirectory: ObjCBool = false
-            if fm.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                fm.isExecutableFile(atPath: candidate)
-            {
-                return candidate
-            }
+            if ConfigFiles.isExecutableFile(candidate) { return candidate }
         }
         return nil
     }
@@ -154,30 +148,18 @@ final class ExecPlugin: Sendable {
         guard let executable = Self.locate(config.command, path: base["PATH"]) else {
             throw notFound()
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = config.args
-        process.environment = env
-        process.standardInput = FileHandle.nullDevice
-        process.standardError = FileHandle.standardError
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        do {
-            try process.run()
-        } catch {
-            throw notFound()
+        let outcome: SpawnedProcess.Outcome
+        switch SpawnedProcess.run(executable: executable, arguments: config.args, environment: env) {
+        case .success(let result): outcome = result
+        case .failure: throw notFound()
         }
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try? stdout.fileHandleForReading.close()
-        if process.terminationReason == .uncaughtSignal {
+        guard let status = outcome.exitStatus else {
             throw CredentialError("exec: executable \(config.command) failed with exit code -1")
         }
-        if process.terminationStatus != 0 {
-            throw CredentialError(
-                "exec: executable \(config.command) failed with exit code \(process.terminationStatus)")
+        if status != 0 {
+            throw CredentialError("exec: executable \(config.command) failed with exit code \(status)")
         }
-        return try Self.decode(Array(output), apiVersion: config.apiVersion)
+        return try Self.decode(outcome.stdout, apiVersion: config.apiVersion)
     }
 
     private func notFound() -> CredentialError {
@@ -204,21 +186,16 @@ final class ExecPlugin: Sendable {
     /// Decodes the plugin's stdout, strictly: an `ExecCredential` of the configured version with a token or a
     /// certificate and key, and an RFC 3339 expiry if any. Messages never quote the output.
     static func decode(_ output: [UInt8], apiVersion: String) throws(CredentialError) -> ExecCredentialResult {
-        let object: [String: Any]
-        do {
-            guard let parsed = try JSONSerialization.jsonObject(with: Data(output)) as? [String: Any] else {
-                throw CredentialError("decoding stdout: not a JSON object")
-            }
-            object = parsed
-        } catch let error as CredentialError {
-            throw error
-        } catch {
+        guard let document = JSONDocument.parse(output) else {
             throw CredentialError("decoding stdout: invalid JSON")
         }
-        guard let version = object["apiVersion"] as? String, !version.isEmpty else {
+        guard let object = document.object else {
+            throw CredentialError("decoding stdout: not a JSON object")
+        }
+        guard let version = object["apiVersion"]?.string, !version.isEmpty else {
             throw CredentialError("decoding stdout: Object 'apiVersion' is missing")
         }
-        guard let kind = object["kind"] as? String, !kind.isEmpty else {
+        guard let kind = object["kind"]?.string, !kind.isEmpty else {
             throw CredentialError("decoding stdout: Object 'Kind' is missing")
         }
         guard version == apiVersion else {
@@ -228,16 +205,16 @@ final class ExecPlugin: Sendable {
         guard kind == "ExecCredential" else {
             throw CredentialError("decoding stdout: unexpected kind \"\(kind)\" (want ExecCredential)")
         }
-        guard let rawStatus = object["status"], !(rawStatus is NSNull) else {
+        guard let rawStatus = object["status"], rawStatus != .null else {
             throw CredentialError("exec plugin didn't return a status field")
         }
-        guard let status = rawStatus as? [String: Any] else {
+        guard let status = rawStatus.object else {
             throw CredentialError("decoding stdout: status is not an object")
         }
         func string(_ key: String) throws(CredentialError) -> String {
             switch status[key] {
-            case .none, is NSNull: return ""
-            case let value as String: return value
+            case .none, .null: return ""
+            case .string(let value): return value
             default: throw CredentialError("decoding stdout: status.\(key) is not a string")
             }
         }

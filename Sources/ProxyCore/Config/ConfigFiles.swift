@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +19,13 @@ enum ConfigFiles {
             return (errno == ENOENT || errno == ENOTDIR) ? .missing : .present
         }
         return (info.st_mode & S_IFMT) == S_IFDIR ? .directory : .present
+    }
+
+    /// A regular file (after symlinks) that this process may execute: what exec.LookPath accepts.
+    static func isExecutableFile(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        return access(path, X_OK) == 0
     }
 
     /// Reads a whole file, or returns the OS reason it cannot be read (`strerror` text).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 extension Kubeconfig {
     /// Decodes one kubeconfig file (YAML or JSON).

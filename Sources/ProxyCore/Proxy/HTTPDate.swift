@@ -1,4 +1,5 @@
-import Foundation
+internal import Glibc
+import FoundationEssentials
 
 /// HTTP dates (RFC 9110 §5.6.7): IMF-fixdate out; IMF-fixdate, RFC 850 and asctime in, as Go's `http.ParseTime`.
 enum HTTPDate {
@@ -20,7 +21,7 @@ enum HTTPDate {
 
     /// Seconds since the epoch of an HTTP date in any of the three formats, or nil.
     static func parse(_ text: String) -> Int? {
-        let s = text.trimmingCharacters(in: .whitespaces)
+        let s = text.trimmingSpaces()
         // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
         // RFC 850:     Sunday, 06-Nov-94 08:49:37 GMT
         // asctime:     Sun Nov  6 08:49:37 1994

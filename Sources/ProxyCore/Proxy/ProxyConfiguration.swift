@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Everything `ProxyServer` needs, already validated and with no flags or YAML left.
 public struct ProxyConfiguration: Sendable {

@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// One client request and its response: routing, filtering, then streaming through an `UpstreamStream`.

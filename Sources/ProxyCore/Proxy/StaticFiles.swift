@@ -1,4 +1,5 @@
-import Foundation
+internal import Glibc
+import FoundationEssentials
 
 /// `--www` / `--www-prefix`: files from a local folder, as kubectl proxy serves them (Go's `http.FileServer` behind
 /// `StripPrefix`): any method, not filtered, `index.html` for folders, a listing otherwise, `404 page not found`.
@@ -34,31 +35,28 @@ struct StaticFiles: Sendable {
         }
         let relative = String(path.dropFirst(prefix.count))
         let fullPath = directory + "/" + relative
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: fullPath, isDirectory: &isDirectory) else { return .notFound }
+        let existence = ConfigFiles.existence(fullPath)
+        guard existence != .missing else { return .notFound }
         if relative.hasSuffix("index.html") && (relative == "index.html" || relative.hasSuffix("/index.html")) {
             return .movedPermanently(to: "./")
         }
-        if isDirectory.boolValue {
+        if existence == .directory {
             guard relative.isEmpty || relative.hasSuffix("/") else {
                 let last = relative.split(separator: "/").last.map(String.init) ?? ""
                 return .movedPermanently(to: PercentEncoding.encodePath(last) + "/")
             }
             let index = fullPath + "index.html"
-            if FileManager.default.fileExists(atPath: index) { return file(at: index, method: method, request: headers) }
+            if ConfigFiles.existence(index) != .missing { return file(at: index, method: method, request: headers) }
             return listing(of: fullPath)
         }
         return file(at: fullPath, method: method, request: headers)
     }
 
     private func file(at path: String, method: String, request: HTTPHeaders) -> LocalResponse {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let size = (attributes[.size] as? NSNumber)?.intValue,
-            let handle = FileHandle(forReadingAtPath: path)
-        else { return .notFound }
-        defer { try? handle.close() }
+        guard let handle = ReadOnlyFile(path: path) else { return .notFound }
+        let size = handle.size
         var headers = HTTPHeaders()
-        let modified = (attributes[.modificationDate] as? Date).map { Int($0.timeIntervalSince1970) }
+        let modified: Int? = handle.modified
         if let modified, modified > 0 { headers.add(name: "Last-Modified", value: HTTPDate.format(modified)) }
 
         var rangeHeader = request.first("range")
@@ -71,18 +69,11 @@ struct StaticFiles: Sendable {
             if !honourRange { rangeHeader = nil }
         }
 
-        let ext = (path as NSString).pathExtension.lowercased()
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        let ext = name.contains(".") ? String(name.split(separator: ".").last!).lowercased() : ""
         let contentType = Self.contentType(forExtension: ext)
         headers.add(name: "Accept-Ranges", value: "bytes")
-        func read(_ range: ByteRange) -> [UInt8]? {
-            do {
-                try handle.seek(toOffset: UInt64(range.start))
-                let data = try handle.read(upToCount: range.length) ?? Data()
-                return data.count == range.length ? [UInt8](data) : nil
-            } catch {
-                return nil
-            }
-        }
+        func read(_ range: ByteRange) -> [UInt8]? { handle.read(offset: range.start, count: range.length) }
         var ranges: [ByteRange] = []
         if let rangeHeader {
             switch ByteRange.parse(rangeHeader, size: size) {
@@ -106,7 +97,10 @@ struct StaticFiles: Sendable {
             headers.add(name: "Content-Type", value: contentType)
             return LocalResponse(status: 206, headers: headers, body: body)
         default:
-            let boundary = (0..<30).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            let boundary = (0..<30).map { _ in
+                let byte = UInt8.random(in: 0...255)
+                return String(byte >> 4, radix: 16) + String(byte & 15, radix: 16)
+            }.joined()
             var body: [UInt8] = []
             for (index, range) in ranges.enumerated() {
                 guard let part = read(range) else { return .notFound }
@@ -129,7 +123,7 @@ struct StaticFiles: Sendable {
     static func preconditions(method: String, request: HTTPHeaders, modified: Int?) -> Precondition {
         let isGetOrHead = method == "GET" || method == "HEAD"
         func listHasStar(_ value: String) -> Bool {
-            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "*" }
+            value.split(separator: ",").contains { $0.trimmingSpaces() == "*" }
         }
         // 1. If-Match (no ETag here: only "*" matches), else If-Unmodified-Since.
         if let ifMatch = request.first("if-match") {
@@ -149,7 +143,7 @@ struct StaticFiles: Sendable {
         }
         // 3. If-Range: an entity tag never matches (no ETag); a date must equal Last-Modified.
         if let ifRange = request.first("if-range"), request.first("range") != nil {
-            let value = ifRange.trimmingCharacters(in: .whitespaces)
+            let value = ifRange.trimmingSpaces()
             if value.hasPrefix("\"") || value.hasPrefix("W/") { return .proceed(honourRange: false) }
             guard let date = HTTPDate.parse(value), let modified, date == modified else {
                 return .proceed(honourRange: false)
@@ -162,9 +156,7 @@ struct StaticFiles: Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
         var html = "<pre>\n"
         for name in names {
-            var isDir: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: path + name, isDirectory: &isDir)
-            let shown = isDir.boolValue ? name + "/" : name
+            let shown = ConfigFiles.existence(path + name) == .directory ? name + "/" : name
             html += "<a href=\"\(htmlEscaped(PercentEncoding.encodePath(shown)))\">\(htmlEscaped(shown))</a>\n"
         }
         html += "</pre>\n"
@@ -212,11 +204,11 @@ struct ByteRange: Equatable {
         var ranges: [ByteRange] = []
         var noOverlap = false
         for spec in header.dropFirst(prefix.count).split(separator: ",", omittingEmptySubsequences: false) {
-            let ra = spec.trimmingCharacters(in: .whitespaces)
+            let ra = spec.trimmingSpaces()
             if ra.isEmpty { continue }
             guard let dash = ra.firstIndex(of: "-") else { return .failure(.invalid) }
-            let first = ra[..<dash].trimmingCharacters(in: .whitespaces)
-            let last = ra[ra.index(after: dash)...].trimmingCharacters(in: .whitespaces)
+            let first = ra[..<dash].trimmingSpaces()
+            let last = ra[ra.index(after: dash)...].trimmingSpaces()
             func number(_ s: String) -> Int? {
                 guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
                 return Int(s)
@@ -241,5 +233,41 @@ struct ByteRange: Equatable {
         }
         if noOverlap && ranges.isEmpty { return .failure(.noOverlap) }
         return .success(ranges)
+    }
+}
+
+/// An open regular file for `--www`: size and modification time from `fstat`, ranges read with `pread`.
+private final class ReadOnlyFile {
+    private let fd: Int32
+    let size: Int
+    /// Seconds since the epoch.
+    let modified: Int
+
+    init?(path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            return nil
+        }
+        self.fd = fd
+        size = Int(info.st_size)
+        modified = Int(info.st_mtim.tv_sec)
+    }
+
+    deinit { close(fd) }
+
+    /// Exactly `count` bytes from `offset`, or nil (the file shrank, or a read error).
+    func read(offset: Int, count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return out
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The client side of opening a tunnel through a `proxy-url` proxy, without I/O: HTTP `CONNECT` (RFC 9110 §9.3.6)
 /// or SOCKS5 (RFC 1928, with RFC 1929 username/password). `UpstreamTransport` runs it between the TCP connect (and,

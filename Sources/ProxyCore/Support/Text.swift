@@ -1,0 +1,27 @@
+internal import Glibc
+
+/// Small string helpers that FoundationEssentials does not provide (proxyd links no CoreFoundation or ICU).
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (RFC 9110 OWS; Go's `textproto.TrimString` also drops CR/LF).
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
+        return String(s)
+    }
+
+    /// Without leading and trailing whitespace, newlines included (Unicode white space, as Foundation's
+    /// `.whitespacesAndNewlines`).
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self).unicodeScalars
+        while let c = scalars.first, c.properties.isWhitespace { scalars.removeFirst() }
+        while let c = scalars.last, c.properties.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}
+
+/// The C library's text for an errno value.
+func errnoDescription(_ code: Int32) -> String {
+    guard let text = strerror(code) else { return "error \(code)" }
+    return String(cString: text)
+}
