@@ -324,7 +324,7 @@ enum RFC3339 {
     }
 }
 
-/// Just enough JSON output for `KUBERNETES_EXEC_INFO`, with a fixed key order.
+/// Just enough JSON output for `KUBERNETES_EXEC_INFO`, with a fixed key order and Go's HTML escaping.
 enum JSONValue {
     case string(String)
     case bool(Bool)
@@ -332,34 +332,11 @@ enum JSONValue {
 
     var serialized: String {
         switch self {
-        case .string(let s): return Self.quote(s)
+        case .string(let s): return jsonQuoted(s, escapeHTML: true)
         case .bool(let v): return v ? "true" : "false"
         case .object(let fields):
-            return "{" + fields.map { Self.quote($0.0) + ":" + $0.1.serialized }.joined(separator: ",") + "}"
+            let members = fields.map { jsonQuoted($0.0, escapeHTML: true) + ":" + $0.1.serialized }
+            return "{" + members.joined(separator: ",") + "}"
         }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "<": out += "\\u003c"
-            case ">": out += "\\u003e"
-            case "&": out += "\\u0026"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }

@@ -84,7 +84,9 @@ enum UpstreamFailure: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-func jsonQuoted(_ s: String) -> String {
+/// A JSON string literal. `escapeHTML` also writes `<`, `>` and `&` as `\u003c` … like Go's `encoding/json`
+/// (for output that must match what client-go produces).
+func jsonQuoted(_ s: String, escapeHTML: Bool = false) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {
@@ -93,6 +95,9 @@ func jsonQuoted(_ s: String) -> String {
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\t": out += "\\t"
+        case "<" where escapeHTML: out += "\\u003c"
+        case ">" where escapeHTML: out += "\\u003e"
+        case "&" where escapeHTML: out += "\\u0026"
         case let c where c.value < 0x20:
             let hex = String(c.value, radix: 16)
             out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex

@@ -114,4 +114,10 @@ import Testing
     @Test func htmlEscaping() {
         #expect(htmlEscaped(#"<a href="x">&'</a>"#) == "&lt;a href=&#34;x&#34;&gt;&amp;&#39;&lt;/a&gt;")
     }
+
+    @Test func jsonQuotingWithAndWithoutGoHTMLEscaping() {
+        let text = "a<b>&\"c\\\n\u{1}é"
+        #expect(jsonQuoted(text) == #""a<b>&\"c\\\n\u0001é""#)
+        #expect(jsonQuoted(text, escapeHTML: true) == #""a\u003cb\u003e\u0026\"c\\\n\u0001é""#)
+    }
 }
