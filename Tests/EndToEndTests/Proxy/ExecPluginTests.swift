@@ -42,30 +42,14 @@ struct ExecPluginTests {
         _ standIn: StandIn, dir: URL, command: String, interactiveMode: String = "Never", installHint: String? = nil,
         apiVersion: String = "client.authentication.k8s.io/v1"
     ) throws -> String {
-        let path = dir.appendingPathComponent("kubeconfig-exec").path
-        try """
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: s
-              cluster: {server: "\(standIn.url)", certificate-authority: ca.crt}
-            users:
-            - name: u
-              user:
-                exec:
-                  apiVersion: \(apiVersion)
-                  command: \(command)
-                  args: [get-token]
-                  env:
-                  - {name: PLUGIN_REGION, value: eu-west}
-                  provideClusterInfo: true
-                  interactiveMode: \(interactiveMode)
-            \(installHint.map { "      installHint: \"\($0)\"\n" } ?? "")contexts:
-            - name: x
-              context: {cluster: s, user: u}
-            current-context: x
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        let hint = installHint.map { ", installHint: \"\($0)\"" } ?? ""
+        return try writeKubeconfig(
+            in: dir, server: standIn.url,
+            user: """
+                {exec: {apiVersion: \(apiVersion), command: \(command), args: [get-token], \
+                env: [{name: PLUGIN_REGION, value: eu-west}], provideClusterInfo: true, \
+                interactiveMode: \(interactiveMode)\(hint)}}
+                """, name: "kubeconfig-exec")
     }
 
     static func runs(_ h: Harness) -> Int {
