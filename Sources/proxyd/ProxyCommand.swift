@@ -115,7 +115,7 @@ struct ProxyCommand: ParsableCommand {
     @Flag(help: "Log one line per request (method, path, status, bytes, duration).")
     var accessLog = false
 
-    @Option(help: "Number of event loops (default: one per core).")
+    @Option(help: "Number of event loops (default: one per CPU this process may run on).")
     var loops: Int?
 
     mutating func validate() throws {

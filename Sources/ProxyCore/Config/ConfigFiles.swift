@@ -30,16 +30,11 @@ enum ConfigFiles {
 
     /// Reads a whole file, or returns the OS reason it cannot be read (`strerror` text).
     static func read(_ path: String) -> Result<[UInt8], ReadFailure> {
-        var info = stat()
-        if stat(path, &info) != 0 { return .failure(ReadFailure(errno: errno)) }
-        if (info.st_mode & S_IFMT) == S_IFDIR { return .failure(ReadFailure(errno: EISDIR)) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return .failure(ReadFailure(errno: errno)) }
-        close(fd)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            return .failure(ReadFailure(errno: EIO))
+        do {
+            return .success(try Posix.readFile(atPath: path))
+        } catch {
+            return .failure(ReadFailure(errno: error.errno))
         }
-        return .success([UInt8](data))
     }
 
     struct ReadFailure: Error {
@@ -48,7 +43,7 @@ enum ConfigFiles {
     }
 
     /// The working directory of the process, used for relative command-line paths.
-    static var currentDirectory: String { FileManager.default.currentDirectoryPath }
+    static var currentDirectory: String { Posix.currentDirectory() ?? "/" }
 
     /// `path` if absolute, else `base/path`; always cleaned.
     static func resolve(_ path: String, against base: String) -> String {

@@ -70,6 +70,66 @@ enum Posix {
         try syscall("write", blocking: true) { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    // MARK: files and the machine
+
+    /// Reads a whole (blocking) file: the caller's thread waits; meant for configuration, credential and certificate
+    /// files. Grows its buffer until `read` returns 0, so files whose `stat` size is wrong (procfs, FIFOs) work too.
+    static func readFile(atPath path: String) throws(IOError) -> [UInt8] {
+        let fd = try syscallValue("open") { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        defer { Glibc.close(fd) }
+        var info = stat()
+        _ = try syscallValue("fstat") { Glibc.fstat(fd, &info) }
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw IOError(errno: EISDIR, function: "read") }
+        var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0) + 1)
+        var filled = 0
+        while true {
+            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(4096, bytes.count))) }
+            let n = try syscallValue("read") {
+                bytes.withUnsafeMutableBytes { raw in Glibc.read(fd, raw.baseAddress! + filled, raw.count - filled) }
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+
+    /// The working directory (`getcwd`), or nil if it cannot be determined (removed, or longer than `PATH_MAX`).
+    static func currentDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let ok = buffer.withUnsafeMutableBufferPointer { Glibc.getcwd($0.baseAddress, $0.count) != nil }
+        guard ok else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The CPUs this process may run on (its affinity mask, so `taskset` and cpusets count, as for Go's default
+    /// `GOMAXPROCS`), at least 1; the online CPU count if the mask cannot be read.
+    static func availableProcessorCount() -> Int {
+        if let status = try? readFile(atPath: "/proc/self/status"), let n = allowedCPUCount(procStatus: status), n > 0 {
+            return n
+        }
+        return max(1, Int(Glibc.sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// Counts the bits of the `Cpus_allowed:` mask (hex words separated by commas) in `/proc/PID/status` text.
+    /// (`sched_getaffinity` needs `_GNU_SOURCE`, which the Glibc module does not define.)
+    static func allowedCPUCount(procStatus: [UInt8]) -> Int? {
+        let key = Array("Cpus_allowed:".utf8)
+        for line in procStatus.split(separator: UInt8(ascii: "\n")) where line.starts(with: key) {
+            var bits = 0
+            for byte in line.dropFirst(key.count) {
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): bits += (byte - UInt8(ascii: "0")).nonzeroBitCount
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): bits += (byte - UInt8(ascii: "a") + 10).nonzeroBitCount
+                case UInt8(ascii: ","), UInt8(ascii: " "), UInt8(ascii: "\t"): continue
+                default: return nil
+                }
+            }
+            return bits
+        }
+        return nil
+    }
+
     // MARK: lifecycle
 
     @inline(never)

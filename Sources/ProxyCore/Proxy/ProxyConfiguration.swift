@@ -19,7 +19,7 @@ public struct ProxyConfiguration: Sendable {
     public var appendServerPath: Bool
     /// `nil` when `--disable-filter` is given.
     public var filter: RequestFilter?
-    /// Number of event loops (default: one per core).
+    /// Number of event loops (default: one per CPU this process may run on).
     public var loopCount: Int
     /// One log line per request at info level.
     public var accessLog: Bool
@@ -56,7 +56,7 @@ public struct ProxyConfiguration: Sendable {
     }
 
     public static var defaultLoopCount: Int {
-        max(1, ProcessInfo.processInfo.activeProcessorCount)
+        Posix.availableProcessorCount()
     }
 }
 

@@ -94,7 +94,7 @@ final class ClientCertificateReloader: Sendable {
     }
 
     private func read(_ path: String?) -> [UInt8]? {
-        guard let path, let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return nil }
-        return [UInt8](data)
+        guard let path, case .success(let bytes) = ConfigFiles.read(path), !bytes.isEmpty else { return nil }
+        return bytes
     }
 }
