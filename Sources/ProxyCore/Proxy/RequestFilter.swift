@@ -1,4 +1,3 @@
-import FoundationEssentials
 
 /// kubectl proxy's request filter (`FilterServer`), with its defaults and order of checks:
 /// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match.
