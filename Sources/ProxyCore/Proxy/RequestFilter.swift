@@ -1,4 +1,3 @@
-
 /// kubectl proxy's request filter (`FilterServer`), with its defaults and order of checks:
 /// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match.
 ///
@@ -75,8 +74,6 @@ public struct FilterError: Error, CustomStringConvertible {
 /// the compiled lists are immutable and shared by all event loops.
 struct PatternList: Sendable {
     let expressions: [RE2Pattern]
-
-    var patterns: [String] { expressions.map(\.pattern) }
 
     init(_ list: String, flag: String) throws(FilterError) {
         guard !list.isEmpty else {
