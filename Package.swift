@@ -10,6 +10,14 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+// proxyd and ProxyCore do not import the string-processing runtime (Swift `Regex` and the String algorithms
+// `contains(_: String)`, `ranges(of:)`, `replacing(_:with:)`, ...): its libraries add over 1 MiB of resident memory
+// to the static binary, and filter patterns use our own linear-time RE2 matcher (Sources/ProxyCore/Regexp).
+// Without the implicit import, any use of those APIs is a compile error here. Tests and the stand-in may use them.
+let noStringProcessing: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"]),
+]
+
 var products: [Product] = [
     .executable(name: "proxyd", targets: ["proxyd"]),
     .library(name: "ProxyCore", targets: ["ProxyCore"]),
@@ -45,7 +53,7 @@ var targets: [Target] = [
             "CYaml",
             .product(name: "Logging", package: "swift-log"),
         ],
-        swiftSettings: strict
+        swiftSettings: strict + noStringProcessing
     ),
     .executableTarget(
         name: "proxyd",
@@ -54,7 +62,7 @@ var targets: [Target] = [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
-        swiftSettings: strict
+        swiftSettings: strict + noStringProcessing
     ),
     .testTarget(
         name: "ProxyCoreTests",

@@ -79,7 +79,7 @@ enum AuthProvider {
     }
 
     static func base64URLDecode(_ text: Substring) -> Data? {
-        var s = String(text).replacing("-", with: "+").replacing("_", with: "/")
+        var s = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         while s.count % 4 != 0 { s += "=" }
         return Data(base64Encoded: s)
     }

@@ -18,7 +18,7 @@ public enum EnvironmentProxy {
         let noProxy = ["NO_PROXY", "no_proxy"].lazy.compactMap { environment[$0] }.first { !$0.isEmpty } ?? ""
         guard useProxy(host: host.lowercased(), port: port, noProxy: noProxy) else { return nil }
         var url = raw
-        if !url.contains("://") { url = "http://" + url }
+        if !url.containsText("://") { url = "http://" + url }
         if url.lowercased().hasPrefix("socks5h://") { url = "socks5://" + url.dropFirst("socks5h://".count) }
         if case .failure(let error) = ProxyEndpoint.parse(url) {
             throw ProxyURLError("invalid proxy address in \(names[0]): \(error.reason)")

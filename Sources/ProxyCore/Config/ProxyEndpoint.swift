@@ -33,7 +33,7 @@ public struct ProxyEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// Parses a `proxy-url` value.
     /// - Returns: the endpoint, or a reason that never contains the URL's user information.
     public static func parse(_ text: String) -> Result<ProxyEndpoint, ProxyURLError> {
-        guard let separator = text.firstRange(of: "://") else {
+        guard let separator = text.range(ofText: "://") else {
             return .failure(ProxyURLError("not a URL (want http, https or socks5)"))
         }
         let schemeText = text[..<separator.lowerBound].lowercased()

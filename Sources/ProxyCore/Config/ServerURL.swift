@@ -16,7 +16,7 @@ struct ServerURL: Equatable {
     static func parse(_ raw: String, defaultTLS: Bool) -> Result<ServerURL, Reason> {
         var text = Substring(raw)
         let scheme: String
-        if let separator = text.firstRange(of: "://") {
+        if let separator = text.range(ofText: "://") {
             scheme = text[..<separator.lowerBound].lowercased()
             text = text[separator.upperBound...]
         } else {

@@ -203,7 +203,7 @@ extension KubeconfigUser: CustomStringConvertible, CustomDebugStringConvertible 
 
 /// `http://user:pass@proxy:3128` → `http://<redacted>@proxy:3128`.
 func redactingUserInfo(_ url: String) -> String {
-    guard let schemeEnd = url.firstRange(of: "://") else { return url }
+    guard let schemeEnd = url.range(ofText: "://") else { return url }
     let rest = url[schemeEnd.upperBound...]
     let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
     guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return url }

@@ -1,5 +1,4 @@
 internal import Glibc
-import FoundationEssentials
 
 /// HTTP dates (RFC 9110 §5.6.7): IMF-fixdate out; IMF-fixdate, RFC 850 and asctime in, as Go's `http.ParseTime`.
 enum HTTPDate {

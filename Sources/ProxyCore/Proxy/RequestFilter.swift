@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 /// kubectl proxy's request filter (`FilterServer`), with its defaults and order of checks:
 /// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match.
 ///
@@ -71,53 +69,38 @@ public struct FilterError: Error, CustomStringConvertible {
     public var description: String { "--\(flag): error compiling regular expression \"\(pattern)\": \(reason)" }
 }
 
-/// A comma-separated list of unanchored regular expressions, as kubectl's `MakeRegexpArray`, checked at start-up.
-/// Matching uses Swift `Regex` (no ICU); kubectl's RE2 patterns (`^…$`, classes, alternation, `(?i)`) mean the same
-/// here. `Regex` values are not `Sendable`, so each event loop compiles its own (`compiled()`, in
-/// `RequestFilterCache`).
+/// A comma-separated list of unanchored regular expressions, as kubectl's `MakeRegexpArray`, compiled once at
+/// start-up. The patterns are Go RE2 syntax, compiled by `RE2Pattern` (linear-time matching, Go's error texts);
+/// the compiled lists are immutable and shared by all event loops.
 struct PatternList: Sendable {
-    let patterns: [String]
+    let expressions: [RE2Pattern]
 
     init(_ list: String, flag: String) throws(FilterError) {
         guard !list.isEmpty else {
-            patterns = []
+            expressions = []
             return
         }
-        var out: [String] = []
+        var out: [RE2Pattern] = []
+        // An empty element (a trailing comma) is the empty pattern, which matches everything, as in kubectl.
         for part in list.split(separator: ",", omittingEmptySubsequences: false) {
-            // An empty element (a trailing comma) matches everything, as an empty RE2 pattern does in kubectl.
-            let pattern = part.isEmpty ? "(?:)" : String(part)
+            let pattern = String(part)
             do {
-                _ = try Regex(pattern)
+                out.append(try RE2Pattern(pattern))
             } catch {
-                throw FilterError(flag: flag, pattern: pattern, reason: "\(error)")
+                throw FilterError(flag: flag, pattern: pattern, reason: error.description)
             }
-            out.append(pattern)
         }
-        patterns = out
+        expressions = out
     }
-
-    /// The compiled expressions (all compiled once in `init` already, so this cannot fail).
-    func compiled() -> CompiledPatterns {
-        CompiledPatterns(expressions: patterns.compactMap { try? Regex($0) })
-    }
-
-    /// Compiles and matches: for one-off checks; the proxy uses a loop's `RequestFilterCache`.
-    func matches(_ s: String) -> Bool { compiled().matches(s) }
-}
-
-/// A `PatternList` compiled for one event loop.
-struct CompiledPatterns {
-    let expressions: [Regex<AnyRegexOutput>]
 
     func matches(_ s: String) -> Bool {
-        expressions.contains { (try? $0.firstMatch(in: s)) != nil }
+        expressions.contains { $0.matches(s) }
     }
 }
 
 /// Per-loop memo of filter verdicts: hosts and methods repeat on nearly every request, and paths often do, so the
 /// regular expressions run once per distinct value instead of once per request. Bounded; emptied when full.
-/// Confined to one loop (no locks).
+/// Confined to one loop (no locks); the compiled patterns themselves are shared (`RequestFilter` is `Sendable`).
 final class RequestFilterCache {
     static let capacity = 1024
 
@@ -128,25 +111,18 @@ final class RequestFilterCache {
     private var pathRejected: [String: Bool] = [:]
     private var pathAccepted: [String: Bool] = [:]
 
-    private let acceptHosts: CompiledPatterns
-    private let acceptPaths: CompiledPatterns
-    private let rejectPaths: CompiledPatterns
-    private let rejectMethods: CompiledPatterns
-
     init(filter: RequestFilter) {
         self.filter = filter
-        acceptHosts = filter.acceptHosts.compiled()
-        acceptPaths = filter.acceptPaths.compiled()
-        rejectPaths = filter.rejectPaths.compiled()
-        rejectMethods = filter.rejectMethods.compiled()
     }
 
     /// Same answer as `RequestFilter.accepts`, in the same order of checks.
     func accepts(method: String, path: String, host: String) -> Bool {
-        if memo(&pathRejected, path, rejectPaths.matches) { return false }
-        if memo(&methodRejected, method, rejectMethods.matches) { return false }
-        guard memo(&pathAccepted, path, acceptPaths.matches) else { return false }
-        return memo(&hostAccepted, host) { [acceptHosts] in acceptHosts.matches(RequestFilter.hostWithoutPort($0)) }
+        if memo(&pathRejected, path, filter.rejectPaths.matches) { return false }
+        if memo(&methodRejected, method, filter.rejectMethods.matches) { return false }
+        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return false }
+        return memo(&hostAccepted, host) { [filter] in
+            filter.acceptHosts.matches(RequestFilter.hostWithoutPort($0))
+        }
     }
 
     private func memo(_ table: inout [String: Bool], _ key: String, _ compute: (String) -> Bool) -> Bool {

@@ -20,6 +20,30 @@ extension StringProtocol {
     }
 }
 
+extension StringProtocol {
+    /// The first occurrence of `needle`, compared by `Character` (the standard library's own `firstRange(of:)`
+    /// lives in `_StringProcessing`, which proxyd does not link).
+    func range(ofText needle: some StringProtocol) -> Range<Index>? {
+        guard let head = needle.first else { return startIndex..<startIndex }
+        var from = startIndex
+        while let start = self[from...].firstIndex(of: head) {
+            var a = start
+            var b = needle.startIndex
+            while a < endIndex, b < needle.endIndex, self[a] == needle[b] {
+                formIndex(after: &a)
+                needle.formIndex(after: &b)
+            }
+            if b == needle.endIndex { return start..<a }
+            if a == endIndex { return nil }
+            from = index(after: start)
+        }
+        return nil
+    }
+
+    /// Whether `needle` occurs in the text (`contains(_: some StringProtocol)` without `_StringProcessing`).
+    func containsText(_ needle: some StringProtocol) -> Bool { range(ofText: needle) != nil }
+}
+
 /// The C library's text for an errno value.
 func errnoDescription(_ code: Int32) -> String {
     guard let text = strerror(code) else { return "error \(code)" }

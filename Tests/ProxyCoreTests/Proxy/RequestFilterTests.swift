@@ -156,7 +156,9 @@ import Testing
         } throws: { error in
             guard let e = error as? FilterError else { return false }
             return e.flag == "reject-paths" && e.pattern == "^/api/(unclosed"
-                && e.description.hasPrefix("--reject-paths: error compiling regular expression \"^/api/(unclosed\": ")
+                && e.description
+                    == "--reject-paths: error compiling regular expression \"^/api/(unclosed\": "
+                    + "error parsing regexp: missing closing ): `^/api/(unclosed`"
         }
     }
 
@@ -164,7 +166,22 @@ import Testing
         #expect {
             _ = try RequestFilter(rejectMethods: "[")
         } throws: { error in
-            (error as? FilterError)?.flag == "reject-methods"
+            (error as? FilterError)?.description
+                == "--reject-methods: error compiling regular expression \"[\": error parsing regexp: missing closing ]: `[`"
         }
+    }
+
+    /// A trailing comma adds the empty pattern, which matches everything (kubectl's `MakeRegexpArray` keeps it).
+    @Test func emptyListElementMatchesEverything() throws {
+        let filter = try RequestFilter(rejectMethods: "^$,")
+        #expect(filter.accepts(method: "GET", path: "/api", host: "localhost") == false)
+    }
+
+    /// Patterns are compiled once and shared: a pathological operator pattern stays linear per request.
+    @Test func pathologicalPatternIsLinear() throws {
+        let filter = try RequestFilter(rejectPaths: "^/(a+)+$")
+        let path = "/" + String(repeating: "a", count: 20_000) + "!"
+        #expect(filter.accepts(method: "GET", path: path, host: "localhost"))
+        #expect(filter.accepts(method: "GET", path: "/aaa", host: "localhost") == false)
     }
 }
