@@ -129,7 +129,19 @@ public enum HTTP1Serializer {
         out.append(contentsOf: crlf)
     }
 
+    /// Appends `text`, with CR, LF and NUL replaced by spaces (no header injection). The common case, text without
+    /// them, is one bulk copy.
     private static func appendText(_ text: String, to out: inout [UInt8]) {
+        let bytes = text.utf8.span
+        var clean = true
+        for i in bytes.indices where bytes[i] == ASCII.cr || bytes[i] == ASCII.lf || bytes[i] == ASCII.nul {
+            clean = false
+            break
+        }
+        if clean {
+            out.append(contentsOf: text.utf8)
+            return
+        }
         for b in text.utf8 {
             out.append(b == ASCII.cr || b == ASCII.lf || b == ASCII.nul ? ASCII.sp : b)
         }

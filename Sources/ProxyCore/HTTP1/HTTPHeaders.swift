@@ -72,14 +72,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 }
 
 extension String {
-    /// ASCII case-insensitive comparison, as header names need (no Unicode folding).
+    /// ASCII case-insensitive comparison, as header names need (no Unicode folding). Runs over the UTF-8 storage
+    /// directly (`Span`): header lookups call it for every field on every request.
     public func equalsIgnoringASCIICase(_ other: String) -> Bool {
-        let a = utf8, b = other.utf8
+        let a = utf8.span, b = other.utf8.span
         guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) where x != y {
-            let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
-            let ly = (y >= 65 && y <= 90) ? y | 0x20 : y
-            if lx != ly { return false }
+        for i in a.indices {
+            let x = a[i], y = b[i]
+            if x == y { continue }
+            // Equal ignoring case only if both are the same ASCII letter: x | 0x20 is its lowercase form.
+            guard x | 0x20 == y | 0x20, (x | 0x20) &- UInt8(ascii: "a") < 26 else { return false }
         }
         return true
     }

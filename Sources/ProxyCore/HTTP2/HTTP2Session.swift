@@ -500,7 +500,9 @@ public final class HTTP2Session: @unchecked Sendable {
     }
 
     private static func asciiLowercased(_ s: String) -> [UInt8] {
-        s.utf8.map { ($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0 }
+        var bytes = Array(s.utf8)  // one bulk copy, then lower in place
+        for i in bytes.indices where bytes[i] &- UInt8(ascii: "A") < 26 { bytes[i] |= 0x20 }
+        return bytes
     }
 }
 

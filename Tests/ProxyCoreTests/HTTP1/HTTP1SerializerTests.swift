@@ -72,3 +72,33 @@ struct HTTP1SerializerTests {
         #expect(e.description == "HTTP/1 error 400: bare LF line ending")
     }
 }
+
+@Suite("Header name comparison")
+struct HeaderNameComparisonTests {
+    @Test func equalIgnoringASCIICaseOnly() {
+        #expect("Content-Length".equalsIgnoringASCIICase("content-length"))
+        #expect("X-FOO-bar".equalsIgnoringASCIICase("x-foo-BAR"))
+        #expect("".equalsIgnoringASCIICase(""))
+        #expect(!"content-length".equalsIgnoringASCIICase("content-lengt"))
+        #expect(!"abc".equalsIgnoringASCIICase("abd"))
+        // Pairs that differ only in bit 0x20 but are not letters must not compare equal.
+        #expect(!"@".equalsIgnoringASCIICase("`"))
+        #expect(!"[".equalsIgnoringASCIICase("{"))
+        #expect(!"]".equalsIgnoringASCIICase("}"))
+        #expect(!"^".equalsIgnoringASCIICase("~"))
+        // No Unicode folding: é (C3 A9) vs É (C3 89) differ only in bit 0x20 of the second byte.
+        #expect(!"é".equalsIgnoringASCIICase("É"))
+        #expect("é".equalsIgnoringASCIICase("é"))
+        // Long (heap) strings as well as small ones.
+        let long = String(repeating: "Header-Name-", count: 10)
+        #expect(long.equalsIgnoringASCIICase(long.lowercased()))
+        #expect(!long.equalsIgnoringASCIICase(long.lowercased() + "x"))
+    }
+
+    @Test func headerLookupsUseIt() {
+        let headers = HTTPHeaders([("Content-Type", "a"), ("x-Trace", "b"), ("X-TRACE", "c")])
+        #expect(headers.first("content-type") == "a")
+        #expect(headers.values("X-Trace") == ["b", "c"])
+        #expect(!headers.contains("content-typ"))
+    }
+}
