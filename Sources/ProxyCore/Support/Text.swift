@@ -22,7 +22,7 @@ extension StringProtocol {
 
 extension StringProtocol {
     /// The first occurrence of `needle`, compared by `Character` (the standard library's own `firstRange(of:)`
-    /// lives in `_StringProcessing`, which proxyd does not link).
+    /// lives in `_StringProcessing`, which ProxyCore does not use).
     func range(ofText needle: some StringProtocol) -> Range<Index>? {
         guard let head = needle.first else { return startIndex..<startIndex }
         var from = startIndex
