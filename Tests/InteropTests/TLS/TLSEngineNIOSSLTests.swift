@@ -181,85 +181,17 @@ private final class NIOSSLEchoServer {
 
 // MARK: - Client: TLSEngine over a blocking socket
 
-private struct SocketError: Error, CustomStringConvertible {
-    let description: String
-}
-
-#if canImport(Glibc)
-private let sendFlags = Int32(MSG_NOSIGNAL)
-#else
-private let sendFlags: Int32 = 0
-#endif
-
-private func systemSend(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
-    send(fd, pointer, count, sendFlags)
-}
-
-/// A blocking TCP socket to 127.0.0.1 with a 5 s receive timeout, so a stuck test fails instead of hanging.
-private final class BlockingSocket {
-    let fd: Int32
-
-    init(port: UInt16) throws {
-        #if canImport(Glibc)
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw SocketError(description: "socket: errno \(errno)") }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
-            close(fd)
-            throw SocketError(description: "connect: errno \(errno)")
-        }
-    }
-
-    deinit { close(fd) }
-
-    func send(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { systemSend(fd, $0.baseAddress! + offset, $0.count - offset) }
-            guard n > 0 else {
-                if errno == EINTR { continue }
-                throw SocketError(description: "send: errno \(errno)")
-            }
-            offset += n
-        }
-    }
-
-    /// Up to `max` bytes; `[]` at EOF.
-    func receive(max: Int = 64 * 1024) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: max)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n >= 0 { return Array(buffer[..<n]) }
-            if errno == EINTR { continue }
-            throw SocketError(description: errno == EAGAIN ? "receive timed out" : "recv: errno \(errno)")
-        }
-    }
-}
-
 /// The simple loop: send `takeCiphertext()`, read the socket, feed, read plaintext, repeat.
 private final class EngineDriver {
     let engine: TLSEngine
-    let socket: BlockingSocket
+    let socket: LoopbackSocket
     var received: [UInt8] = []
     var last: TLSResult = .needsInput
     var sawEOF = false
 
     init(configuration: ProxyCore.TLSConfiguration, host: String, port: UInt16) throws {
         engine = try TLSEngine(context: TLSContext(configuration: configuration), host: host)
-        socket = try BlockingSocket(port: port)
+        socket = try LoopbackSocket(port: Int(port))
     }
 
     var failure: TLSError? {
