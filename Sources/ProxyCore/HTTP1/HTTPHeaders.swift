@@ -75,8 +75,8 @@ extension String {
     /// ASCII case-insensitive comparison, as header names need (no Unicode folding). Runs over the UTF-8 storage
     /// directly (`Span`): header lookups call it for every field on every request.
     public func equalsIgnoringASCIICase(_ other: String) -> Bool {
+        guard utf8.count == other.utf8.count else { return false }  // O(1) for native strings
         let a = utf8.span, b = other.utf8.span
-        guard a.count == b.count else { return false }
         for i in a.indices {
             let x = a[i], y = b[i]
             if x == y { continue }

@@ -131,31 +131,13 @@ extension HTTP2Session {
 
     fileprivate func header(_ hd: nghttp2_frame_hd, name: UnsafeBufferPointer<UInt8>,
                             value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        let id = hd.stream_id
-        guard hd.type == FrameType.headers, let state = streams[id],
-              !state.resetByUs, !state.closeRecorded, !state.headRecorded  // after the head: trailers, dropped
-        else { return 0 }
-        let size = state.headerBytes + name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
-        guard size <= Self.maxResponseHeaderBytes else {
-            // nghttp2 answers TEMPORAL_CALLBACK_FAILURE with RST_STREAM(INTERNAL_ERROR); the close follows.
-            streams[id]!.resetByUs = true
-            streams[id]!.body?.discard()
-            return temporalCallbackFailure
-        }
-        streams[id]!.headerBytes = size
-        if name.elementsEqual(":status".utf8) {
-            if value.count == 3, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), state.status == nil {
-                streams[id]!.status = value.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-            } else {
-                streams[id]!.statusIsValid = false
-            }
-        } else if name.first == UInt8(ascii: ":") {
-            // nghttp2 rejects other pseudo headers in responses; never forward one.
-        } else {
-            streams[id]!.headers.add(name: String(decoding: name, as: UTF8.self),
-                                     value: String(decoding: value, as: UTF8.self))
-        }
-        return 0
+        // In place (`values[index]`): a copy of the stream held across the mutation would copy its header list
+        // on every field.
+        guard hd.type == FrameType.headers, let index = streams.index(forKey: hd.stream_id) else { return 0 }
+        let accepted = streams.values[index].receiveHeaderField(
+            name: name, value: value, maxBytes: Self.maxResponseHeaderBytes)
+        // nghttp2 answers TEMPORAL_CALLBACK_FAILURE with RST_STREAM(INTERNAL_ERROR); the close follows.
+        return accepted ? 0 : temporalCallbackFailure
     }
 
     fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {

@@ -137,7 +137,7 @@ public final class HTTP2Session: @unchecked Sendable {
 
     /// Header names that are connection-specific in HTTP/1.1 and forbidden in HTTP/2 (RFC 9113 §8.2.2), plus
     /// `host`, which the caller maps to `:authority`.
-    static let droppedRequestHeaders: Set<String> = [
+    static let droppedRequestHeaders: [String] = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host",
     ]
 
@@ -161,58 +161,65 @@ public final class HTTP2Session: @unchecked Sendable {
             throw HTTP2Error(code: HTTP2Error.invalidArgumentCode, function: "submitRequest",
                              detail: "empty :method or :path")
         }
-        var fields: [(name: [UInt8], value: [UInt8])] = [
-            (Array(":method".utf8), Array(method.utf8)),
-            (Array(":scheme".utf8), Array(scheme.utf8)),
-            (Array(":authority".utf8), Array(authority.utf8)),
-            (Array(":path".utf8), Array(path.utf8)),
-        ]
-        fields.reserveCapacity(4 + headers.count)
-        for (name, value) in headers {
-            let lower = Self.asciiLowercased(name)
-            if lower.first == UInt8(ascii: ":") { continue }
-            let lowerName = String(decoding: lower, as: UTF8.self)
-            if Self.droppedRequestHeaders.contains(lowerName) { continue }
-            if lowerName == "te" {
+        // Every name and value goes into one buffer (names lowercased in place), which keeps them alive for the
+        // nghttp2_submit_request call; `spans` locates them. No array per field: this runs for every request.
+        var storage: [UInt8] = []
+        storage.reserveCapacity(64 + method.utf8.count + authority.utf8.count + path.utf8.count + headers.count * 48)
+        var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
+        spans.reserveCapacity(4 + headers.count)
+        func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = false) {
+            let nameAt = storage.count
+            storage.append(contentsOf: name)
+            if lowercasing {
+                for i in nameAt..<storage.count where storage[i] &- UInt8(ascii: "A") < 26 { storage[i] |= 0x20 }
+            }
+            let valueAt = storage.count
+            storage.append(contentsOf: value)
+            spans.append((nameAt, valueAt - nameAt, valueAt, storage.count - valueAt))
+        }
+        add(":method".utf8, method.utf8)
+        add(":scheme".utf8, scheme.utf8)
+        add(":authority".utf8, authority.utf8)
+        add(":path".utf8, path.utf8)
+        for field in headers.fields {
+            let name = field.name
+            if name.utf8.first == UInt8(ascii: ":") { continue }
+            if Self.droppedRequestHeaders.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
+            if name.equalsIgnoringASCIICase("te") {
                 // Only "TE: trailers" is allowed in HTTP/2 (RFC 9113 §8.2.2).
-                if value[...].trimmingASCIIWhitespace().lowercased() == "trailers" {
-                    fields.append((lower, Array("trailers".utf8)))
+                if field.value[...].trimmingASCIIWhitespace().lowercased() == "trailers" {
+                    add("te".utf8, "trailers".utf8)
                 }
                 continue
             }
-            fields.append((lower, Array(value.utf8)))
-        }
-        for (index, field) in fields.enumerated() {
-            // nghttp2_check_header_name rejects the leading ':' of pseudo headers; check what follows it.
-            let name = index < 4 ? Array(field.name.dropFirst()) : field.name
-            let nameOK = name.withUnsafeBufferPointer { nghttp2_check_header_name($0.baseAddress, $0.count) != 0 }
-            let valueOK = field.value.withUnsafeBufferPointer {
-                nghttp2_check_header_value($0.baseAddress, $0.count) != 0
-            }
-            guard nameOK, valueOK else {
-                throw HTTP2Error(code: HTTP2Error.invalidHeaderBlockCode, function: "submitRequest",
-                                 detail: "invalid header field \(String(decoding: field.name, as: UTF8.self))")
-            }
+            add(name.utf8, field.value.utf8, lowercasing: true)
         }
 
-        // One contiguous buffer keeps every name and value alive for the nghttp2_submit_request call.
-        var storage: [UInt8] = []
-        var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
-        for field in fields {
-            let nameAt = storage.count
-            storage += field.name
-            let valueAt = storage.count
-            storage += field.value
-            spans.append((nameAt, field.name.count, valueAt, field.value.count))
-        }
+        var invalidField: Int?
         let streamID = storage.withUnsafeMutableBufferPointer { buffer -> Int32 in
             let base = buffer.baseAddress!   // never empty: ":method" is in it
+            for (index, span) in spans.enumerated() {
+                // nghttp2_check_header_name rejects the leading ':' of pseudo headers; check what follows it.
+                let skip = index < 4 ? 1 : 0
+                guard nghttp2_check_header_name(base + span.name + skip, span.nameLength - skip) != 0,
+                      nghttp2_check_header_value(base + span.value, span.valueLength) != 0
+                else {
+                    invalidField = index
+                    return 0
+                }
+            }
             var nva = spans.map {
                 nghttp2_nv(name: base + $0.name, value: base + $0.value, namelen: $0.nameLength,
                            valuelen: $0.valueLength, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
             }
             return CProxy_nghttp2_submit_request(session, &nva, nva.count,
                                                  hasBody ? HTTP2Session.bodyReadCallback : nil)
+        }
+        if let invalidField {
+            let span = spans[invalidField]
+            let name = String(decoding: storage[span.name..<(span.name + span.nameLength)], as: UTF8.self)
+            throw HTTP2Error(code: HTTP2Error.invalidHeaderBlockCode, function: "submitRequest",
+                             detail: "invalid header field \(name)")
         }
         guard streamID > 0 else { throw HTTP2Error(code: streamID, function: "nghttp2_submit_request") }
         var stream = HTTP2Stream()
@@ -497,12 +504,6 @@ public final class HTTP2Session: @unchecked Sendable {
     private func releaseConnectionWindow(_ bytes: Int) {
         guard bytes > 0, !isFatal else { return }
         check(nghttp2_session_consume_connection(session, bytes), "nghttp2_session_consume_connection")
-    }
-
-    private static func asciiLowercased(_ s: String) -> [UInt8] {
-        var bytes = Array(s.utf8)  // one bulk copy, then lower in place
-        for i in bytes.indices where bytes[i] &- UInt8(ascii: "A") < 26 { bytes[i] |= 0x20 }
-        return bytes
     }
 }
 

@@ -22,6 +22,33 @@ struct HTTP2Stream {
     /// nghttp2 reported the stream closed; the close event is pending delivery.
     var closeRecorded = false
 
+    /// Records one field of the response HEADERS block, with RFC 9113 §6.5.2 size accounting. Returns false when
+    /// the block exceeds `maxBytes` (the stream is then marked reset and its body discarded). Fields after the
+    /// final head (trailers) and of streams we reset are ignored.
+    mutating func receiveHeaderField(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>,
+                                     maxBytes: Int) -> Bool {
+        guard !resetByUs, !closeRecorded, !headRecorded else { return true }
+        let size = headerBytes + name.count + value.count + 32
+        guard size <= maxBytes else {
+            resetByUs = true
+            body?.discard()
+            return false
+        }
+        headerBytes = size
+        if name.elementsEqual(":status".utf8) {
+            if value.count == 3, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), status == nil {
+                status = value.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+            } else {
+                statusIsValid = false
+            }
+        } else if name.first == UInt8(ascii: ":") {
+            // nghttp2 rejects other pseudo headers in responses; never forward one.
+        } else {
+            headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+        }
+        return true
+    }
+
     mutating func resetHeaderBlock() {
         status = nil
         statusIsValid = true

@@ -1,21 +1,26 @@
 /// Header rules for both directions of an exchange (RFC 9110 §7.6.1 and kubectl's ReverseProxy behaviour).
 enum HeaderRewriter {
     /// Hop-by-hop fields that never cross the proxy, lowercased.
-    static let hopByHop: Set<String> = [
+    static let hopByHop: [String] = [
         "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
         "te", "trailer", "transfer-encoding", "upgrade",
     ]
 
+    static func isHopByHop(_ name: String) -> Bool {
+        hopByHop.contains { name.equalsIgnoringASCIICase($0) }
+    }
+
     /// Removes hop-by-hop fields and every field the `Connection` header names.
     /// `TE: trailers` is kept, as Go's ReverseProxy does. With `keepUpgrade`, `Connection: Upgrade` and `Upgrade`
     /// survive (protocol upgrades are the one case where they are end-to-end in effect).
+    /// Runs on every request and response: names are compared in place, nothing is lowercased or hashed.
     static func removeHopByHop(_ headers: inout HTTPHeaders, keepUpgrade: Bool = false) {
-        let named = Set(headers.tokens("connection"))
+        guard keepUpgrade || headers.fields.contains(where: { isHopByHop($0.name) }) else { return }
+        let named = headers.tokens("connection")  // lowercased
         let teTrailers = headers.tokens("te").contains("trailers")
         headers.removeAll { field in
-            let lower = field.name.lowercased()
-            if keepUpgrade && (lower == "upgrade") { return false }
-            return hopByHop.contains(lower) || named.contains(lower)
+            if keepUpgrade && field.name.equalsIgnoringASCIICase("upgrade") { return false }
+            return isHopByHop(field.name) || named.contains { field.name.equalsIgnoringASCIICase($0) }
         }
         if teTrailers { headers.add(name: "TE", value: "trailers") }
         if keepUpgrade {

@@ -86,8 +86,16 @@ import Testing
     @Test func invalidHeaderValueIsRejected() throws {
         let client = try makeClient(RecordingSessionDelegate())
         var headers = HTTPHeaders()
-        headers.add(name: "x-injected", value: "a\r\nevil: 1")
+        headers.add(name: "X-Injected", value: "a\r\nevil: 1")
         #expect(throws: HTTP2Error.self) { try get(client, headers: headers) }
+        do {
+            _ = try get(client, headers: headers)
+        } catch {
+            #expect((error as? HTTP2Error)?.detail == "invalid header field x-injected")
+        }
+        var badName = HTTPHeaders()
+        badName.add(name: "Bad Name", value: "v")
+        #expect(throws: HTTP2Error.self) { try get(client, headers: badName) }
         #expect(throws: HTTP2Error.self) { try get(client, "") }
         #expect(client.activeStreamCount == 0)
     }
