@@ -10,7 +10,7 @@ public enum HTTP1Serializer {
         var out: [UInt8] = []
         out.reserveCapacity(64 + head.headers.count * 48)
         out.append(contentsOf: "HTTP/1.1 ".utf8)
-        out.append(contentsOf: String(head.status).utf8)
+        appendStatus(head.status, to: &out)
         out.append(ASCII.sp)
         appendText(head.reason.isEmpty ? reasonPhrase(for: head.status) : head.reason, to: &out)
         out.append(contentsOf: crlf)
@@ -117,9 +117,27 @@ public enum HTTP1Serializer {
     private static let crlf: [UInt8] = [ASCII.cr, ASCII.lf]
     private static let hexDigitsUpper: [UInt8] = Array("0123456789ABCDEF".utf8)
 
+    /// The status code's digits (100...999 without a String; anything else as `String(status)` would print it).
+    private static func appendStatus(_ status: Int, to out: inout [UInt8]) {
+        guard (100...999).contains(status) else {
+            out.append(contentsOf: String(status).utf8)
+            return
+        }
+        out.append(UInt8(ascii: "0") + UInt8(status / 100))
+        out.append(UInt8(ascii: "0") + UInt8(status / 10 % 10))
+        out.append(UInt8(ascii: "0") + UInt8(status % 10))
+    }
+
     private static func appendFields(_ headers: HTTPHeaders, to out: inout [UInt8]) {
         for field in headers.fields {
-            guard !field.name.isEmpty, field.name.utf8.allSatisfy(HTTP1Syntax.isTChar) else { continue }
+            let name = field.name.utf8.span
+            guard !name.isEmpty else { continue }
+            var token = true
+            for i in name.indices where !HTTP1Syntax.isTChar(name[i]) {
+                token = false
+                break
+            }
+            guard token else { continue }
             out.append(contentsOf: field.name.utf8)
             out.append(ASCII.colon)
             out.append(ASCII.sp)
