@@ -31,7 +31,7 @@ public enum EnvironmentProxy {
         let ip = Resolver.ipLiteralBytes(host)
         if let ip, isLoopback(ip) { return false }
         for rawEntry in noProxy.split(separator: ",") {
-            var entry = rawEntry.trimmingSpacesAndTabs().lowercased()
+            var entry = rawEntry.trimmingSpaces().lowercased()
             if entry.isEmpty { continue }
             if entry == "*" { return false }
             if let slash = entry.firstIndex(of: "/") {
@@ -82,14 +82,5 @@ public enum EnvironmentProxy {
             remaining -= take
         }
         return true
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingSpacesAndTabs() -> String {
-        var text = self
-        while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
-        while let last = text.last, last == " " || last == "\t" { text.removeLast() }
-        return String(text)
     }
 }

@@ -66,7 +66,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     /// (for tokens such as `Connection` and `Transfer-Encoding`).
     public func tokens(_ name: String) -> [String] {
         values(name).flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingASCIIWhitespace().lowercased() }
+            .map { $0.withoutSurroundingSpaces().lowercased() }
             .filter { !$0.isEmpty }
     }
 }
@@ -84,14 +84,5 @@ extension String {
             guard x | 0x20 == y | 0x20, (x | 0x20) &- UInt8(ascii: "a") < 26 else { return false }
         }
         return true
-    }
-}
-
-extension Substring {
-    func trimmingASCIIWhitespace() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
     }
 }

@@ -187,7 +187,7 @@ public final class HTTP2Session: @unchecked Sendable {
             if Self.droppedRequestHeaders.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
             if name.equalsIgnoringASCIICase("te") {
                 // Only "TE: trailers" is allowed in HTTP/2 (RFC 9113 §8.2.2).
-                if field.value[...].trimmingASCIIWhitespace().lowercased() == "trailers" {
+                if field.value[...].withoutSurroundingSpaces().lowercased() == "trailers" {
                     add("te".utf8, "trailers".utf8)
                 }
                 continue

@@ -1,14 +1,19 @@
 internal import Glibc
 
 /// Small string helpers that FoundationEssentials does not provide (proxyd links no CoreFoundation or ICU).
-extension StringProtocol {
-    /// Without leading and trailing spaces and tabs (RFC 9110 OWS; Go's `textproto.TrimString` also drops CR/LF).
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
+extension Substring {
+    /// Without leading and trailing spaces and tabs (RFC 9110 OWS), as a slice of the same text (no copy).
+    func withoutSurroundingSpaces() -> Substring {
+        var s = self
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }
-        return String(s)
+        return s
     }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (RFC 9110 OWS; Go's `textproto.TrimString` also drops CR/LF).
+    func trimmingSpaces() -> String { String(Substring(self).withoutSurroundingSpaces()) }
 
     /// Without leading and trailing whitespace, newlines included (Unicode white space, as Foundation's
     /// `.whitespacesAndNewlines`).
