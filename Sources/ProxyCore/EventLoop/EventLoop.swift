@@ -10,8 +10,9 @@ public final class EventLoop: @unchecked Sendable {
     /// The serial queue all work of this loop runs on.
     public let queue: DispatchQueue
     private let key = DispatchSpecificKey<UInt8>()
-    /// Scratch buffer shared by the reads of all connections on this loop. Only touched on `queue`.
-    private var readBuffer: [UInt8] = []
+    /// The read buffer lent to each read of this loop's connections, kept for the next read when nobody kept a
+    /// slice of it. Only touched on `queue`.
+    private var readBuffer = ByteBuffer()
 
     /// Size of one read burst and of the largest slice handed to `connection(_:didRead:)`.
     static let readBufferSize = 64 * 1024
@@ -45,15 +46,21 @@ public final class EventLoop: @unchecked Sendable {
         LoopTimer(queue: queue, after: after, handler: handler)
     }
 
-    /// Lends the loop's scratch read buffer (64 KiB) to `body`. Must be called on the loop.
-    func withReadBuffer<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
-        var buffer: [UInt8] = []
-        swap(&buffer, &readBuffer)          // re-entrancy safe: a nested call gets a fresh buffer
-        if buffer.count != EventLoop.readBufferSize {
-            buffer = [UInt8](repeating: 0, count: EventLoop.readBufferSize)
-        }
-        defer { swap(&buffer, &readBuffer) }
-        return try body(&buffer)
+    /// Lends a buffer with `readBufferSize` bytes of room for one read. Must be called on the loop. Give it back
+    /// with `recycleReadBuffer` after the bytes were handed on.
+    func takeReadBuffer() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        swap(&buffer, &readBuffer)          // re-entrancy safe: a nested take gets a fresh buffer
+        buffer.reserveWritableBytes(EventLoop.readBufferSize)
+        return buffer
+    }
+
+    /// Keeps `buffer`'s storage for the next read if no slice of it was kept by whoever got the bytes; otherwise
+    /// the slices own it and the next read allocates afresh.
+    func recycleReadBuffer(_ buffer: inout ByteBuffer) {
+        guard buffer.holdsStorageAlone(), buffer.storageCapacity >= EventLoop.readBufferSize else { return }
+        buffer.clear()
+        swap(&buffer, &readBuffer)
     }
 }
 

@@ -70,6 +70,17 @@ enum Posix {
         try syscall("write", blocking: true) { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// `sendmsg(2)` of several buffers (gathered write) with `MSG_NOSIGNAL`.
+    @inline(never)
+    static func sendmsg(fd: Int32, iovecs: UnsafeBufferPointer<iovec>) throws(IOError) -> IOResult<Int> {
+        var message = msghdr()
+        message.msg_iov = UnsafeMutablePointer(mutating: iovecs.baseAddress)
+        message.msg_iovlen = iovecs.count
+        return try withUnsafePointer(to: &message) { pointer throws(IOError) in
+            try syscall("write", blocking: true) { Glibc.sendmsg(fd, pointer, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
     // MARK: files and the machine
 
     /// Reads a whole (blocking) file: the caller's thread waits; meant for configuration, credential and certificate

@@ -7,9 +7,9 @@ import Glibc
 /// events come from Dispatch source handlers or from work queued on the loop, so a delegate may call back into the
 /// connection freely.
 public protocol StreamConnectionDelegate: AnyObject {
-    /// Bytes read from the socket; at most 64 KiB per call. The slice is only borrowed for the duration of the
-    /// call in the sense that the next read reuses its storage (copy-on-write keeps a retained slice intact).
-    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>)
+    /// Bytes read from the socket; at most 64 KiB per call. The delegate may keep the buffer or slices of it (they
+    /// share its storage; the next read then gets a new buffer) or let it go (the next read reuses it).
+    func connection(_ c: StreamConnection, didRead bytes: ByteBuffer)
     /// The peer half-closed: the read side is stopped for good (no more `didRead`). Writing still works.
     func connectionDidReadEOF(_ c: StreamConnection)
     /// The bytes that had to wait for the socket to become writable have all been handed to the kernel.
@@ -179,30 +179,38 @@ public final class StreamConnection: @unchecked Sendable {
     private func readable() {
         guard closeState == .open, readRunning else { return }
         readEventCount += 1
-        loop.withReadBuffer { buffer in
-            for _ in 0..<StreamConnection.maxReadsPerEvent {
-                guard closeState == .open, readRunning else { return }
-                let outcome = buffer.withUnsafeMutableBytes { raw in
-                    Result { () throws(IOError) in try Posix.read(fd: fd, into: raw) }
+        var buffer = loop.takeReadBuffer()
+        defer { loop.recycleReadBuffer(&buffer) }
+        for _ in 0..<StreamConnection.maxReadsPerEvent {
+            guard closeState == .open, readRunning else { return }
+            var result = IOResult<Int>.wouldBlock
+            var shortRead = false
+            do {
+                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: EventLoop.readBufferSize) {
+                    raw throws(IOError) in
+                    result = try Posix.read(fd: fd, into: raw)
+                    guard case .processed(let n) = result else { return 0 }
+                    shortRead = n < raw.count
+                    return n
                 }
-                let result: IOResult<Int>
-                switch outcome {
-                case .success(let value): result = value
-                case .failure(let error): fail(error); return
-                }
-                switch result {
-                case .wouldBlock:
-                    return
-                case .processed(0):
-                    // EOF is checked before any errno: stop the level-triggered source or it would spin.
-                    readEOF = true
-                    updateReadSource()
-                    delegate?.connectionDidReadEOF(self)
-                    return
-                case .processed(let n):
-                    delegate?.connection(self, didRead: buffer[0..<n])
-                    if n < buffer.count { return }      // short read: the socket is (very likely) drained
-                }
+            } catch {
+                fail(error)
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                return
+            case .processed(0):
+                // EOF is checked before any errno: stop the level-triggered source or it would spin.
+                readEOF = true
+                updateReadSource()
+                delegate?.connectionDidReadEOF(self)
+                return
+            case .processed:
+                delegate?.connection(self, didRead: buffer)
+                if shortRead { return }      // the socket is (very likely) drained
+                loop.recycleReadBuffer(&buffer)
+                buffer = loop.takeReadBuffer()
             }
         }
     }
@@ -211,11 +219,29 @@ public final class StreamConnection: @unchecked Sendable {
 
     /// Queues `bytes` and writes as much as the socket takes right now; the rest goes out when the socket becomes
     /// writable. Ignored after `shutdownWrite()`, after a write failure and after `close()`.
+    public func write(_ bytes: ByteBuffer) {
+        enqueue(bytes)
+        flushQueued()
+    }
+
+    /// Copies `bytes` into a buffer and writes it (small heads and messages).
     public func write(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        write(ByteBuffer(bytes: bytes))
+    }
+
+    /// Queues `bytes` without writing yet: several queued buffers go out together (one `sendmsg`) at the next
+    /// `flushQueued()` or `write`. Same conditions as `write`.
+    public func enqueue(_ bytes: ByteBuffer) {
         loop.assertInLoop()
         guard closeState == .open, !shutdownRequested, !writeBroken, !bytes.isEmpty else { return }
         writeQueue.append(bytes)
-        if started && !writeRunning { flush(inEvent: false) }
+    }
+
+    /// Writes what `enqueue` queued, unless the connection is waiting for the socket to become writable anyway.
+    public func flushQueued() {
+        loop.assertInLoop()
+        if started && !writeRunning && !writeQueue.isEmpty && closeState == .open { flush(inEvent: false) }
     }
 
     /// Shuts down the sending side (`shutdown(SHUT_WR)`) once all queued bytes are written. Idempotent.
@@ -241,7 +267,7 @@ public final class StreamConnection: @unchecked Sendable {
             rounds += 1
             let result: IOResult<Int>
             do {
-                result = try writeQueue.withFirstUnwritten { raw throws(IOError) in try Posix.send(fd: fd, from: raw) }
+                result = try writeQueue.write(fd: fd)
             } catch {
                 writeFailed(error, inEvent: inEvent)
                 return
@@ -252,6 +278,7 @@ public final class StreamConnection: @unchecked Sendable {
             case .wouldBlock:
                 wouldBlockWriteCount += 1
                 rounds = StreamConnection.maxWritesPerFlush
+                writeQueue.compactWasteful()
             }
         }
         if writeQueue.isEmpty {

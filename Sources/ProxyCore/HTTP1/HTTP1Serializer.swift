@@ -51,6 +51,19 @@ public enum HTTP1Serializer {
         return out
     }
 
+    /// Appends a chunk's size line, `<lowercase hex length>\r\n`, to `out` (the payload and its CRLF follow).
+    public static func writeChunkHeader(length: Int, into out: inout ByteBuffer) {
+        precondition(length > 0, "a chunk of length 0 would be the last-chunk")
+        var shift = (Int.bitWidth - length.leadingZeroBitCount + 3) / 4 * 4
+        out.reserveWritableBytes(shift / 4 + 2)
+        while shift > 0 {
+            shift -= 4
+            out.writeByte(hexDigitsLower[(length >> shift) & 0xF])
+        }
+        out.writeByte(ASCII.cr)
+        out.writeByte(ASCII.lf)
+    }
+
     /// `0\r\n\r\n`: the last chunk with no trailers.
     public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 
@@ -114,7 +127,8 @@ public enum HTTP1Serializer {
         }
     }
 
-    private static let crlf: [UInt8] = [ASCII.cr, ASCII.lf]
+    public static let crlf: [UInt8] = [ASCII.cr, ASCII.lf]
+    private static let hexDigitsLower: [UInt8] = Array("0123456789abcdef".utf8)
     private static let hexDigitsUpper: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     /// The status code's digits (100...999 without a String; anything else as `String(status)` would print it).

@@ -193,9 +193,19 @@ extension HTTP2Session {
         }
         streams[id]!.unconsumed += bytes.count
         if !state.resetByUs, !state.closeRecorded {
-            pendingEvents.append(.data(stream: id, bytes: Array(bytes)))   // copied: nghttp2's memory is transient
+            pendingEvents.append(.data(stream: id, bytes: payload(bytes)))
         }
         return 0
+    }
+
+    /// A DATA payload as a buffer: a slice of the input being parsed when nghttp2 points into it (the usual case),
+    /// else a copy (nghttp2's own memory is transient).
+    private func payload(_ bytes: UnsafeBufferPointer<UInt8>) -> ByteBuffer {
+        let offset = Int(bitPattern: bytes.baseAddress) &- inputAddress
+        if inputAddress != 0, offset >= 0, offset + bytes.count <= input.readableBytes {
+            return input.slice(at: offset, length: bytes.count)
+        }
+        return ByteBuffer(bytes: bytes)
     }
 
     fileprivate func streamClosed(_ id: Int32, errorCode: UInt32) -> Int32 {

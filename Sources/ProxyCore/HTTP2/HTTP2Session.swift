@@ -9,8 +9,9 @@ import CNghttp2
 public protocol HTTP2SessionDelegate: AnyObject {
     /// The final (non-1xx) response head of `stream`; once per stream. Interim 1xx heads are not reported.
     func session(_ s: HTTP2Session, didReceiveResponseHead status: Int, headers: HTTPHeaders, stream: Int32)
-    /// Response body bytes, copied out of nghttp2. Call `consume(stream:bytes:)` once they reached the client.
-    func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32)
+    /// Response body bytes: a slice of the buffer given to `feed` (no copy) when nghttp2 handed the payload in place,
+    /// else a copy. Call `consume(stream:bytes:)` once they reached the client.
+    func session(_ s: HTTP2Session, didReceiveData bytes: ByteBuffer, stream: Int32)
     /// END_STREAM received (trailers, if any, are dropped).
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32)
     /// Always the last event of a stream; `errorCode` 0 is NO_ERROR, else the RST_STREAM / GOAWAY code.
@@ -64,6 +65,11 @@ public final class HTTP2Session: @unchecked Sendable {
     var goAwayReceived = false
     /// Last-Stream-ID of the most recent GOAWAY received, nil if none.
     public internal(set) var lastGoAwayStreamID: Int32?
+
+    /// The buffer `mem_recv` is parsing and the address of its first readable byte (as an integer, never
+    /// dereferenced), so a DATA payload nghttp2 hands us in place becomes a slice of it. Only set during `feed`.
+    var input = ByteBuffer()
+    var inputAddress = 0
 
     /// Output serialised by nghttp2 but not yet handed to the caller, in wire order.
     private var outbox: [UInt8] = []
@@ -322,13 +328,23 @@ public final class HTTP2Session: @unchecked Sendable {
     ///   `takeOutput` still returns), when nghttp2 failed fatally, or when the session had failed before. Before
     ///   throwing, every open stream gets `streamDidClose`.
     public func feed(_ bytes: ArraySlice<UInt8>) throws(HTTP2Error) {
+        try feed(ByteBuffer(bytes: bytes))
+    }
+
+    /// As `feed(_:)` for array slices; DATA payloads are delivered as slices of `bytes` (shared storage).
+    public func feed(_ bytes: ByteBuffer) throws(HTTP2Error) {
         if let error { throw error }
         withExtendedLifetime(self) {
-            let rv = bytes.withUnsafeBufferPointer { buffer -> Int in
+            input = bytes
+            let rv = bytes.withUnsafeReadableBytes { buffer -> Int in
+                inputAddress = Int(bitPattern: buffer.baseAddress)
                 inNghttp2 = true
                 defer { inNghttp2 = false }
-                return CProxy_nghttp2_mem_recv(session, buffer.baseAddress, buffer.count)
+                return CProxy_nghttp2_mem_recv(session, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                               buffer.count)
             }
+            input = ByteBuffer()
+            inputAddress = 0
             if let pendingError {
                 isFatal = true
                 fail(pendingError)
@@ -510,7 +526,7 @@ public final class HTTP2Session: @unchecked Sendable {
 /// What a callback recorded, delivered to the delegate after nghttp2 returned.
 enum HTTP2SessionEvent {
     case head(stream: Int32, status: Int, headers: HTTPHeaders)
-    case data(stream: Int32, bytes: [UInt8])
+    case data(stream: Int32, bytes: ByteBuffer)
     case end(stream: Int32)
     /// Reset a stream whose response was malformed (an action, not a delegate event).
     case reset(stream: Int32, errorCode: UInt32)

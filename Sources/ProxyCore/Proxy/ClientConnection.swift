@@ -37,10 +37,12 @@ final class ClientConnection: StreamConnectionDelegate {
     /// cancelled per request.
     private var deadline: UInt64 = 0
     private var timerIsHeaderTimer = false
-    /// Small writes collected during one loop turn and sent with one system call (head + body + last chunk).
-    private var pendingOutput: [UInt8] = []
+    /// Small writes (heads, chunk framing) collected into one buffer; it is queued on the socket before the next
+    /// body buffer, and everything queued in one loop turn goes out with one `sendmsg` at its end.
+    private var pendingOutput = ByteBuffer()
     private var flushScheduled = false
-    static let coalesceLimit = 32 * 1024
+    /// Body buffers smaller than this are copied into `pendingOutput` rather than queued as their own iovec.
+    static let copyBelow = 512
 
     init(socket: StreamConnection, peer: SocketAddress, context: LoopContext, id: UInt64) {
         self.socket = socket
@@ -59,10 +61,10 @@ final class ClientConnection: StreamConnectionDelegate {
 
     // MARK: reading requests
 
-    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
+    func connection(_ c: StreamConnection, didRead bytes: ByteBuffer) {
         guard !closing else { return }
         if let tunnel {
-            tunnel.clientSent(Array(bytes))
+            tunnel.clientSent(bytes)
             return
         }
         if current == nil && !timerIsHeaderTimer {
@@ -70,7 +72,7 @@ final class ClientConnection: StreamConnectionDelegate {
             arm(timeout: Self.headerReadTimeout, header: true)
         }
         do {
-            let events = try parser.feed(bytes)
+            let events = try parser.feed(bytes.readableBytesArray[...])
             enqueue(events)
         } catch {
             parseError = error
@@ -188,33 +190,55 @@ final class ClientConnection: StreamConnectionDelegate {
 
     // MARK: writing responses
 
+    /// Queues `bytes` (copied: heads and other small pieces); sent at the end of this loop turn.
     func write(_ bytes: [UInt8]) {
         guard !closed, !bytes.isEmpty else { return }
-        if bytes.count >= Self.coalesceLimit {
-            flushOutput()
-            socket.write(bytes)  // large chunks go as they are: no copy
-            return
-        }
-        pendingOutput.append(contentsOf: bytes)
-        if pendingOutput.count >= Self.coalesceLimit {
-            flushOutput()
-        } else if !flushScheduled {
-            flushScheduled = true
-            let box = WeakLoopBound(self)
-            context.loop.execute { box.value?.flushOutput() }
-        }
+        pendingOutput.writeBytes(bytes)
+        scheduleFlush()
     }
 
-    /// Sends what `write` collected.
+    /// Queues `bytes` as they are (no copy unless tiny); sent at the end of this loop turn.
+    func write(_ bytes: ByteBuffer) {
+        guard !closed, !bytes.isEmpty else { return }
+        if bytes.readableBytes < Self.copyBelow {
+            pendingOutput.writeBuffer(bytes)
+        } else {
+            queuePendingOutput()
+            socket.enqueue(bytes)
+        }
+        scheduleFlush()
+    }
+
+    /// Queues one chunk of a chunked body: size line, `payload` (not copied), CRLF.
+    func writeChunk(_ payload: ByteBuffer) {
+        guard !closed, !payload.isEmpty else { return }
+        HTTP1Serializer.writeChunkHeader(length: payload.readableBytes, into: &pendingOutput)
+        write(payload)
+        pendingOutput.writeBytes(HTTP1Serializer.crlf)
+    }
+
+    private func queuePendingOutput() {
+        guard !pendingOutput.isEmpty else { return }
+        socket.enqueue(pendingOutput)
+        pendingOutput = ByteBuffer()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let box = WeakLoopBound(self)
+        context.loop.execute { box.value?.flushOutput() }
+    }
+
+    /// Sends what `write` queued during this loop turn (one `sendmsg` for all of it).
     func flushOutput() {
         flushScheduled = false
-        guard !pendingOutput.isEmpty else { return }
-        let out = pendingOutput
-        pendingOutput = []
-        if !closed { socket.write(out) }
+        guard !closed else { return }
+        queuePendingOutput()
+        socket.flushQueued()
     }
 
-    var bufferedWriteBytes: Int { socket.bufferedWriteBytes + pendingOutput.count }
+    var bufferedWriteBytes: Int { socket.bufferedWriteBytes + pendingOutput.readableBytes }
 
     /// Writes a complete local response.
     func writeLocal(_ response: LocalResponse, headOnly: Bool, keepAlive: Bool, version: HTTPVersion) {

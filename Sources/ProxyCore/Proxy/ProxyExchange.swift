@@ -298,15 +298,20 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
-    func upstreamDidReceiveBody(_ bytes: [UInt8]) {
+    func upstreamDidReceiveBody(_ bytes: ByteBuffer) {
         guard !finished, let stream else { return }
-        responseBytes += bytes.count
+        let count = bytes.readableBytes
+        responseBytes += count
         if isHead {
-            stream.consumed(bytes.count)
+            stream.consumed(count)
             return
         }
-        connection.write(chunkedResponse ? HTTP1Serializer.chunk(bytes[...]) : bytes)
-        unconsumed += bytes.count
+        if chunkedResponse {
+            connection.writeChunk(bytes)
+        } else {
+            connection.write(bytes)
+        }
+        unconsumed += count
         if connection.bufferedWriteBytes <= Self.clientLowWater {
             stream.consumed(unconsumed)
             unconsumed = 0

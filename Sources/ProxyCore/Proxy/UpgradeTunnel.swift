@@ -42,13 +42,13 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     // MARK: client → upstream
 
     /// Raw bytes from the client after its request head.
-    func clientSent(_ bytes: [UInt8]) {
+    func clientSent(_ bytes: ByteBuffer) {
         guard !finished else { return }
         if tunneling {
             transport.write(bytes)
             if transport.bufferedWriteBytes > Self.highWater { connection.setTunnelBackpressure(true) }
         } else {
-            pendingToUpstream.append(bytes)
+            pendingToUpstream.append(bytes.readableBytesArray)
         }
     }
 
@@ -85,7 +85,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         pendingToUpstream = []
     }
 
-    func transport(_ transport: UpstreamTransport, didRead plaintext: [UInt8]) {
+    func transport(_ transport: UpstreamTransport, didRead plaintext: ByteBuffer) {
         guard !finished else { return }
         if tunneling {
             forwardToClient(plaintext)
@@ -93,7 +93,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         }
         guard var parser else { return }
         do {
-            let events = try parser.feed(plaintext[...])
+            let events = try parser.feed(plaintext.readableBytesArray[...])
             self.parser = parser
             for event in events { try handle(event) }
         } catch {
@@ -110,7 +110,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
                 connection.write(HTTP1Serializer.responseHead(head))
                 let early = parser?.takeRemainingBytes() ?? []
                 parser = nil
-                if !early.isEmpty { forwardToClient(early) }
+                if !early.isEmpty { forwardToClient(ByteBuffer(bytes: early)) }
                 connection.flushOutput()
             } else if head.status >= 400 {
                 // Relay the refusal (status, headers, body), then close, as kubectl does.
@@ -129,7 +129,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         }
     }
 
-    private func forwardToClient(_ bytes: [UInt8]) {
+    private func forwardToClient(_ bytes: ByteBuffer) {
         connection.write(bytes)
         if !upstreamPaused && connection.bufferedWriteBytes > Self.highWater {
             upstreamPaused = true

@@ -138,26 +138,39 @@ public final class TLSEngine {
 
     /// Appends bytes received from the socket to the read BIO (copied). Follow with `readPlaintext`.
     public func feed(ciphertext: ArraySlice<UInt8>) {
-        guard !ciphertext.isEmpty else { return }
+        ciphertext.withUnsafeBytes { feed(raw: $0) }
+    }
+
+    /// Appends the readable bytes of `ciphertext` to the read BIO (copied). Follow with `readPlaintext`.
+    public func feed(ciphertext: ByteBuffer) {
+        ciphertext.withUnsafeReadableBytes { feed(raw: $0) }
+    }
+
+    private func feed(raw: UnsafeRawBufferPointer) {
+        guard !raw.isEmpty else { return }
         let readBIO = SSL_get_rbio(ssl)
-        ciphertext.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let chunk = Int32(min(raw.count - offset, Int(Int32.max)))
-                let written = BIO_write(readBIO, raw.baseAddress! + offset, chunk)
-                // A memory BIO only fails to grow when malloc fails.
-                precondition(written > 0, "BIO_write to a memory BIO failed (out of memory)")
-                offset += Int(written)
-            }
+        var offset = 0
+        while offset < raw.count {
+            let chunk = Int32(min(raw.count - offset, Int(Int32.max)))
+            let written = BIO_write(readBIO, raw.baseAddress! + offset, chunk)
+            // A memory BIO only fails to grow when malloc fails.
+            precondition(written > 0, "BIO_write to a memory BIO failed (out of memory)")
+            offset += Int(written)
         }
     }
 
     /// Drains the write BIO: the TLS records to send to the socket, in order. Empty when there is nothing to send.
     public func takeCiphertext() -> [UInt8] {
+        takeCiphertextBuffer().readableBytesArray
+    }
+
+    /// Drains the write BIO into one buffer (the records to send, in order); empty when there is nothing to send.
+    public func takeCiphertextBuffer() -> ByteBuffer {
         let writeBIO = SSL_get_wbio(ssl)
         let pending = CProxy_BIO_pending(writeBIO)
-        guard pending > 0 else { return [] }
-        return [UInt8](unsafeUninitializedCapacity: pending) { buffer, count in
+        guard pending > 0 else { return ByteBuffer() }
+        var out = ByteBuffer(capacity: pending)
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { buffer in
             var total = 0
             while total < pending {
                 let chunk = Int32(min(pending - total, Int(Int32.max)))
@@ -165,8 +178,9 @@ public final class TLSEngine {
                 guard n > 0 else { break }
                 total += Int(n)
             }
-            count = total
+            return total
         }
+        return out
     }
 
     // MARK: - Plaintext side
@@ -182,6 +196,14 @@ public final class TLSEngine {
     ///   `.closed` when close_notify arrived (bytes before it were appended); `.failed` on a fatal error.
     ///   After any call, send `takeCiphertext()`.
     public func readPlaintext(into buffer: inout [UInt8], max: Int) -> TLSResult {
+        var plaintext = ByteBuffer()
+        let result = readPlaintext(into: &plaintext, max: max)
+        plaintext.withUnsafeReadableBytes { buffer.append(contentsOf: $0) }
+        return result
+    }
+
+    /// As `readPlaintext(into:max:)` for arrays, decrypting straight into `buffer`'s writable space (no copy).
+    public func readPlaintext(into buffer: inout ByteBuffer, max: Int) -> TLSResult {
         precondition(max > 0, "readPlaintext needs max > 0")
         switch state {
         case .failed(let error): return .failed(error)
@@ -193,27 +215,25 @@ public final class TLSEngine {
             guard result == .complete else { return result }
             if case .failed(let error) = flushPendingPlaintext() { return .failed(error) }
         }
-        // Records are decrypted straight into one new array per burst (no zero-fill, no per-byte copies):
-        // SSL_read is called until the array is full or OpenSSL wants more input.
+        // SSL_read is called until OpenSSL wants more input (or `max` is reached), each time into the buffer's
+        // free space, which grows by 64 KiB when full.
         var appended = 0
         while appended < max {
-            let want = Swift.min(max - appended, 64 * 1024)
             var stopCode: Int32 = 1
-            let chunk = [UInt8](unsafeUninitializedCapacity: want) { out, count in
-                count = 0
+            appended += buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Swift.min(max - appended, 64 * 1024)) {
+                out in
+                let want = Swift.min(max - appended, out.count)
+                var count = 0
                 while count < want {
                     ERR_clear_error()
-                    let n = SSL_read(ssl, out.baseAddress! + count, Int32(want - count))
+                    let n = SSL_read(ssl, out.baseAddress! + count, Int32(clamping: want - count))
                     if n <= 0 {
                         stopCode = n
-                        return
+                        break
                     }
                     count += Int(n)
                 }
-            }
-            if !chunk.isEmpty {
-                if buffer.isEmpty { buffer = chunk } else { buffer.append(contentsOf: chunk) }
-                appended += chunk.count
+                return count
             }
             if stopCode > 0 { continue }
             let result = classify(returnCode: stopCode)
@@ -252,6 +272,28 @@ public final class TLSEngine {
             return result
         }
         return .complete
+    }
+
+    /// As `writePlaintext(_:)` for array slices, encrypting straight from the buffer's storage.
+    public func writePlaintext(_ bytes: ByteBuffer) -> TLSResult {
+        if case .failed(let error) = state { return .failed(error) }
+        if sentCloseNotify { return .closed }
+        if !pendingPlaintext.isEmpty || !handshakeDone { return writePlaintext(bytes.readableBytesArray[...]) }
+        return bytes.withUnsafeReadableBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                ERR_clear_error()
+                let n = SSL_write(ssl, raw.baseAddress! + offset, Int32(clamping: raw.count - offset))
+                if n > 0 {
+                    offset += Int(n)
+                    continue
+                }
+                let result = classify(returnCode: n)
+                if result == .needsInput { pendingPlaintext += raw[offset...] }
+                return result
+            }
+            return .complete
+        }
     }
 
     /// Plaintext bytes accepted by `writePlaintext` but not yet encrypted (waiting for the handshake).

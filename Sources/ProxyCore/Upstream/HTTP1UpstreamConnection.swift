@@ -83,7 +83,7 @@ final class HTTP1UpstreamConnection {
 
     // MARK: transport events (forwarded by the pool)
 
-    func didRead(_ bytes: [UInt8]) {
+    func didRead(_ bytes: ByteBuffer) {
         guard var parser, let stream = current else {
             // Bytes with no exchange in flight: the server is confused; drop the connection.
             close()
@@ -91,7 +91,7 @@ final class HTTP1UpstreamConnection {
         }
         let events: [HTTP1ResponseEvent]
         do {
-            events = try parser.feed(bytes[...])
+            events = try parser.feed(bytes.readableBytesArray[...])
         } catch {
             self.parser = parser
             close(failure: .badGateway("invalid HTTP/1.1 response from the apiserver: \(error)"))
@@ -113,7 +113,7 @@ final class HTTP1UpstreamConnection {
             case .body(let slice):
                 guard let handler = stream.handler else { continue }  // detached: nothing to deliver
                 outstanding += slice.count
-                handler.upstreamDidReceiveBody(Array(slice))
+                handler.upstreamDidReceiveBody(ByteBuffer(bytes: slice))
                 if !readPaused && outstanding > Self.readHighWater {
                     readPaused = true
                     transport.pauseReading()

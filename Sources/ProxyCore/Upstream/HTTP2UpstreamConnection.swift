@@ -147,12 +147,12 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
 
     // MARK: transport events (forwarded by the pool)
 
-    func didRead(_ bytes: [UInt8]) {
+    func didRead(_ bytes: ByteBuffer) {
         lastRead = .now()
         pingOutstanding = false
         inFeed = true
         do {
-            try session.feed(bytes[...])
+            try session.feed(bytes)
         } catch {
             inFeed = false
             close(failure: .badGateway("HTTP/2 protocol error: \(error)"))
@@ -213,12 +213,12 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         streams[stream]?.handler?.upstreamDidReceiveHead(status: status, headers: headers)
     }
 
-    func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
+    func session(_ s: HTTP2Session, didReceiveData bytes: ByteBuffer, stream: Int32) {
         if let handler = streams[stream]?.handler {
             handler.upstreamDidReceiveBody(bytes)
         } else {
             // Stream cancelled locally: give the window back at once.
-            session.consume(stream: stream, bytes: bytes.count)
+            session.consume(stream: stream, bytes: bytes.readableBytes)
         }
     }
 

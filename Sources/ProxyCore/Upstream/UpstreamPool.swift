@@ -176,7 +176,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         scheduleIdleCheck()
     }
 
-    func transport(_ transport: UpstreamTransport, didRead plaintext: [UInt8]) {
+    func transport(_ transport: UpstreamTransport, didRead plaintext: ByteBuffer) {
         switch byTransport[ObjectIdentifier(transport)] {
         case let h2 as HTTP2UpstreamConnection: h2.didRead(plaintext)
         case let h1 as HTTP1UpstreamConnection: h1.didRead(plaintext)

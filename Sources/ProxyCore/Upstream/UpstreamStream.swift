@@ -15,7 +15,7 @@ protocol UpstreamResponseHandler: AnyObject {
     func upstreamDidReceiveHead(status: Int, headers: HTTPHeaders)
     /// Body bytes of the response. The handler reports them with `UpstreamStream.consumed(_:)` once they reached
     /// the client socket; until then the apiserver's flow-control window (or the socket read) stays closed.
-    func upstreamDidReceiveBody(_ bytes: [UInt8])
+    func upstreamDidReceiveBody(_ bytes: ByteBuffer)
     func upstreamDidEnd()
     /// The exchange failed. `headSent` tells the handler nothing: it knows whether it already answered.
     func upstreamDidFail(_ failure: UpstreamFailure)

@@ -7,7 +7,8 @@ import Glibc
 protocol UpstreamTransportDelegate: AnyObject {
     /// TCP connected and (for https) the TLS handshake completed; `alpn` is the negotiated protocol.
     func transportDidConnect(_ transport: UpstreamTransport, alpn: String?)
-    func transport(_ transport: UpstreamTransport, didRead plaintext: [UInt8])
+    /// Plaintext from the apiserver. The receiver may keep the buffer or slices of it (they share its storage).
+    func transport(_ transport: UpstreamTransport, didRead plaintext: ByteBuffer)
     /// The socket's write queue drained: more output may be produced.
     func transportDidDrainWrites(_ transport: UpstreamTransport)
     /// The transport is closed. `failure` is `nil` for a clean EOF or a close we asked for.
@@ -70,7 +71,8 @@ final class UpstreamTransport: StreamConnectionDelegate {
     private var connected = false
     private var closed = false
     private var pendingFailure: UpstreamFailure?
-    private var plaintextBuffer: [UInt8] = []
+    /// Decrypted bytes of one read; reused for the next read when the receiver kept no slice of it.
+    private var plaintextBuffer = ByteBuffer()
 
     /// TCP keep-alive period for this connection (`--keepalive`, upgrades only), `nil` for the system default.
     private let keepAlive: Duration?
@@ -193,7 +195,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
             handshakeTimer?.cancel()
             handshakeTimer = nil
             tunnelOpened()
-            if !leftover.isEmpty, !closed { receiveFromTunnel(leftover[...]) }
+            if !leftover.isEmpty, !closed { receiveFromTunnel(ByteBuffer(bytes: leftover)) }
         }
     }
 
@@ -243,9 +245,23 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     /// Writes plaintext (application data) to the apiserver.
     func write(_ bytes: [UInt8]) {
-        guard !closed, socket != nil else { return }
+        guard !closed, socket != nil, !bytes.isEmpty else { return }
         if let tls {
             if case .failed(let error) = tls.writePlaintext(bytes[...]) {
+                fail(.badGateway("TLS: \(error)"))
+                return
+            }
+            flushCiphertext()
+        } else {
+            writeBelowServerTLS(ByteBuffer(bytes: bytes))
+        }
+    }
+
+    /// Writes plaintext (application data) to the apiserver, encrypting straight from the buffer.
+    func write(_ bytes: ByteBuffer) {
+        guard !closed, socket != nil, !bytes.isEmpty else { return }
+        if let tls {
+            if case .failed(let error) = tls.writePlaintext(bytes) {
                 fail(.badGateway("TLS: \(error)"))
                 return
             }
@@ -263,15 +279,19 @@ final class UpstreamTransport: StreamConnectionDelegate {
     /// Sends what the apiserver TLS engine produced.
     private func flushCiphertext() {
         guard let tls else { return }
-        let out = tls.takeCiphertext()
+        let out = tls.takeCiphertextBuffer()
         if !out.isEmpty { writeBelowServerTLS(out) }
     }
 
     /// Writes bytes into the tunnel: through the proxy's TLS when there is one, else straight to the socket.
     private func writeBelowServerTLS(_ bytes: [UInt8]) {
+        writeBelowServerTLS(ByteBuffer(bytes: bytes))
+    }
+
+    private func writeBelowServerTLS(_ bytes: ByteBuffer) {
         guard let socket else { return }
         if let proxyTLS {
-            if case .failed(let error) = proxyTLS.writePlaintext(bytes[...]) {
+            if case .failed(let error) = proxyTLS.writePlaintext(bytes) {
                 fail(.badGateway("proxy TLS: \(error)"))
                 return
             }
@@ -283,7 +303,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     private func flushProxyCiphertext() {
         guard let proxyTLS, let socket else { return }
-        let out = proxyTLS.takeCiphertext()
+        let out = proxyTLS.takeCiphertextBuffer()
         if !out.isEmpty { socket.write(out) }
     }
 
@@ -343,7 +363,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     // MARK: incoming bytes, layer by layer
 
-    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
+    func connection(_ c: StreamConnection, didRead bytes: ByteBuffer) {
         guard !closed else { return }
         guard let proxyTLS else {
             receiveFromTunnel(bytes)
@@ -355,10 +375,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
             flushProxyCiphertext()
             if !proxyTLS.isHandshakeComplete { return }
         }
-        var plaintext: [UInt8] = []
+        var plaintext = ByteBuffer()
         let result = proxyTLS.readPlaintext(into: &plaintext, max: Int.max)
         flushProxyCiphertext()
-        if !plaintext.isEmpty { receiveFromTunnel(plaintext[...]) }
+        if !plaintext.isEmpty { receiveFromTunnel(plaintext) }
         guard !closed else { return }
         switch result {
         case .complete, .needsInput: break
@@ -368,16 +388,16 @@ final class UpstreamTransport: StreamConnectionDelegate {
     }
 
     /// Bytes that came through the proxy layers (or straight from the socket without a proxy).
-    private func receiveFromTunnel(_ bytes: ArraySlice<UInt8>) {
+    private func receiveFromTunnel(_ bytes: ByteBuffer) {
         guard !closed else { return }
         if var handshake = proxyHandshake {
-            let progress = handshake.receive(bytes)
+            let progress = handshake.receive(bytes.readableBytesArray[...])
             proxyHandshake = handshake
             handleProxyProgress(progress)
             return
         }
         guard let tls else {
-            delegate?.transport(self, didRead: Array(bytes))
+            delegate?.transport(self, didRead: bytes)
             return
         }
         tls.feed(ciphertext: bytes)
@@ -386,14 +406,16 @@ final class UpstreamTransport: StreamConnectionDelegate {
             flushCiphertext()
             if !connected { return }
         }
-        plaintextBuffer.removeAll(keepingCapacity: true)
-        let result = tls.readPlaintext(into: &plaintextBuffer, max: Int.max)
+        // Decrypt into the buffer of the last read if the receiver kept nothing of it.
+        var plaintext = ByteBuffer()
+        swap(&plaintext, &plaintextBuffer)
+        plaintext.clear()
+        let result = tls.readPlaintext(into: &plaintext, max: Int.max)
         flushCiphertext()  // TLS 1.3 post-handshake messages, key updates
-        if !plaintextBuffer.isEmpty {
-            let data = plaintextBuffer
-            plaintextBuffer = []
-            delegate?.transport(self, didRead: data)
+        if !plaintext.isEmpty {
+            delegate?.transport(self, didRead: plaintext)
         }
+        if plaintext.holdsStorageAlone() { swap(&plaintext, &plaintextBuffer) }
         switch result {
         case .complete, .needsInput: break
         case .closed: finish(failure: nil)

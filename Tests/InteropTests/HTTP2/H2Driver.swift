@@ -43,10 +43,10 @@ final class H2Recorder: HTTP2SessionDelegate {
         log[stream, default: []].append("head")
     }
 
-    func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
-        bodies[stream, default: []] += bytes
+    func session(_ s: HTTP2Session, didReceiveData bytes: ByteBuffer, stream: Int32) {
+        bodies[stream, default: []] += bytes.readableBytesArray
         if log[stream]?.last != "data" { log[stream, default: []].append("data") }
-        if autoConsume { s.consume(stream: stream, bytes: bytes.count) }
+        if autoConsume { s.consume(stream: stream, bytes: bytes.readableBytes) }
     }
 
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {

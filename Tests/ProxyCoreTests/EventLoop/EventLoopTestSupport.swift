@@ -199,13 +199,13 @@ final class RecordingDelegate: StreamConnectionDelegate, @unchecked Sendable {
     var closeOnEOF = false
     var closeAfterReceiving: Int?
 
-    func connection(_ c: StreamConnection, didRead bytes: ArraySlice<UInt8>) {
+    func connection(_ c: StreamConnection, didRead bytes: ByteBuffer) {
         c.loop.assertInLoop()
-        events.append(.read(bytes.count))
+        events.append(.read(bytes.readableBytes))
         readCalls += 1
-        maxReadSize = max(maxReadSize, bytes.count)
-        self.bytes += bytes
-        if echo { c.write(Array(bytes)) }
+        maxReadSize = max(maxReadSize, bytes.readableBytes)
+        self.bytes += bytes.readableBytesArray
+        if echo { c.write(bytes) }
         if closeOnFirstRead { c.close(); c.close() }
         if let limit = closeAfterReceiving, self.bytes.count >= limit { c.close() }
     }

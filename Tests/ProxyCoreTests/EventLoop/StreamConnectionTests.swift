@@ -67,6 +67,34 @@ struct EventLoopStreamConnectionTests {
         #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
     }
 
+    @Test func queuedSlicesGoOutTogetherAndBackedUpOnesStopPinningTheirStorage() async {
+        let (ours, peer) = TestIO.socketPair()
+        defer { close(peer) }
+        let (delegate, connection) = await RecordingDelegate.start(fd: ours, loop: loop)
+        let payload = TestIO.pattern(count: 4 << 20)
+        // 4 MiB as 8 KiB slices of 64 KiB buffers (DATA payloads of decrypted reads), queued, then one flush.
+        let pinned = await TestIO.onLoop(loop) { () -> Bool in
+            var sources: [ByteBuffer] = []
+            for start in stride(from: 0, to: payload.count, by: 65_536) {
+                var source = ByteBuffer(capacity: 65_536)
+                source.writeBytes(payload[start..<(start + 65_536)])
+                for k in 0..<8 { connection.enqueue(source.slice(at: k * 8192, length: 8192)) }
+                sources.append(source)
+            }
+            connection.flushQueued()
+            // The socket took a few hundred KiB; the slices still queued were given storage of their own.
+            var last = sources.removeLast()
+            return !last.holdsStorageAlone()
+        }
+        #expect(!pinned)
+        #expect(await TestIO.onLoop(loop) { connection.wouldBlockWriteCount } >= 1)
+        let received = await TestIO.blocking { TestIO.read(peer, count: payload.count, chunk: 32_768) }
+        #expect(received == payload)
+        #expect(await TestIO.eventually(on: loop) { delegate.drainCount == 1 })
+        await TestIO.onLoop(loop) { connection.close() }
+        #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
+    }
+
     @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }

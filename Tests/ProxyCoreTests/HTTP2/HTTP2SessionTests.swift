@@ -69,6 +69,30 @@ import Testing
         #expect(client.canOpenStream)
     }
 
+    @Test func dataPayloadsAreSlicesOfTheFedBufferNotCopies() throws {
+        let delegate = RecordingSessionDelegate()
+        let client = try makeClient(delegate)
+        let server = TestH2Server()
+        let body = Self.pattern(100_000)
+        server.onRequestEnd = { server, id in server.respond(stream: id, body: body) }
+        let id = try get(client)
+        try server.receive(client.takeOutput())
+        // Everything the server has to say, fed as one buffer with spare room that no copy would have.
+        var wire: [UInt8] = []
+        while true {
+            let out = server.send()
+            if out.isEmpty { break }
+            wire += out
+            try server.receive(client.takeOutput())
+        }
+        var input = ByteBuffer(capacity: wire.count + 12_345)
+        input.writeBytes(wire)
+        try client.feed(input)
+        #expect(delegate.bodies[id] == body)
+        #expect(delegate.dataStorageCapacities.count >= 2)
+        #expect(delegate.dataStorageCapacities.allSatisfy { $0 == wire.count + 12_345 })
+    }
+
     @Test func teTrailersIsKeptAndNamesAreLowercased() throws {
         let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)

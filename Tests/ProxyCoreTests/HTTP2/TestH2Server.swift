@@ -222,11 +222,15 @@ final class RecordingSessionDelegate: HTTP2SessionDelegate {
         onHead?(s, stream)
     }
 
-    func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
-        if keepBodies { bodies[stream, default: []] += bytes }
-        received[stream, default: 0] += bytes.count
+    /// Storage size of every DATA buffer delivered (slices of the fed buffer share its storage).
+    var dataStorageCapacities: [Int] = []
+
+    func session(_ s: HTTP2Session, didReceiveData bytes: ByteBuffer, stream: Int32) {
+        dataStorageCapacities.append(bytes.storageCapacity)
+        if keepBodies { bodies[stream, default: []] += bytes.readableBytesArray }
+        received[stream, default: 0] += bytes.readableBytes
         if log[stream]?.last != "data" { log[stream, default: []].append("data") }
-        if autoConsume { s.consume(stream: stream, bytes: bytes.count) }
+        if autoConsume { s.consume(stream: stream, bytes: bytes.readableBytes) }
     }
 
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
