@@ -9,6 +9,7 @@ enum Daemon {
     /// Never returns on success (runs the Dispatch main loop until a signal stops the process).
     static func run(configuration: ProxyConfiguration, logger: Logger) throws(StartupError) -> Never {
         signal(SIGPIPE, SIG_IGN)
+        raiseOpenFileLimit()
         let server: ProxyServer
         let addresses: [SocketAddress]
         do {

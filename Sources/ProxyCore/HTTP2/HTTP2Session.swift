@@ -273,6 +273,15 @@ public final class HTTP2Session: @unchecked Sendable {
         check(nghttp2_session_consume(session, stream, n), "nghttp2_session_consume")
     }
 
+    /// Sets `stream`'s receive window to `size` bytes: a larger one is announced at once (WINDOW_UPDATE); a smaller
+    /// one takes effect as the upstream uses up what it was already granted (nghttp2 withholds WINDOW_UPDATE until
+    /// then). Ignored for unknown or closed streams.
+    public func setReceiveWindow(stream: Int32, size: Int32) {
+        guard size > 0, !isFatal, let state = streams[stream], !state.closeRecorded, !state.resetByUs else { return }
+        check(nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, size),
+              "nghttp2_session_set_local_window_size")
+    }
+
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its
     /// buffered request body is dropped and its unconsumed bytes are credited to the connection when it closes.
     /// A no-op for unknown or already reset streams. If nghttp2 already saw the stream close (its close is

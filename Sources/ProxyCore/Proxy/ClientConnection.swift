@@ -236,6 +236,10 @@ final class ClientConnection: StreamConnectionDelegate {
         guard !closed else { return }
         queuePendingOutput()
         socket.flushQueued()
+        if socket.bufferedWriteBytes == 0 {
+            // Everything went out at once: no drain event will come, so give the upstream window back now.
+            current?.clientDrained(backedUp: false)
+        }
     }
 
     var bufferedWriteBytes: Int { socket.bufferedWriteBytes + pendingOutput.readableBytes }

@@ -318,10 +318,11 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
-    /// The client socket's queue drained: hand the window back to the apiserver.
-    func clientDrained() {
+    /// The client socket's queue drained: hand the window back to the apiserver. `backedUp`: the socket had said
+    /// EAGAIN (a slow client), rather than this loop turn's writes having gone out at once.
+    func clientDrained(backedUp: Bool = true) {
         guard unconsumed > 0, let stream else { return }
-        stream.consumed(unconsumed)
+        stream.consumed(unconsumed, clientBackedUp: backedUp)
         unconsumed = 0
     }
 

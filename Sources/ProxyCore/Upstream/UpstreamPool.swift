@@ -3,8 +3,9 @@ import Logging
 
 /// The upstream connections of one event loop, shared by every client connection on that loop.
 ///
-/// - HTTP/2 (ALPN `h2`): requests share one connection up to the server's `MAX_CONCURRENT_STREAMS`; another
-///   connection opens only when all are full. A connection that got GOAWAY finishes its streams and takes no new
+/// - HTTP/2 (ALPN `h2`): requests share a connection up to the server's `MAX_CONCURRENT_STREAMS` (a real apiserver
+///   allows about 250); another connection opens only when all are full, several at once when many requests wait
+///   (thousands of watches), and each new stream goes to the least busy connection, so streams spread out. A connection that got GOAWAY finishes its streams and takes no new
 ///   ones.
 /// - HTTP/1.1 (ALPN `http/1.1`, or `http://` servers): an idle keep-alive connection per exchange, new ones as
 ///   needed.
@@ -15,6 +16,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     static let maxHTTP1Connections = 64
     static let initialBackoff: UInt64 = 100_000_000
     static let maxBackoff: UInt64 = 2_000_000_000
+    /// At most this many HTTP/2 connections are set up at the same time.
+    static let maxParallelHTTP2Setups = 8
 
     let loop: EventLoop
     let target: UpstreamTarget
@@ -33,6 +36,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var waiting: [UpstreamStream] = []
     /// Learned from the first handshake: whether the server speaks h2, and how many streams it allows.
     private var serverSpeaksHTTP2: Bool?
+    /// Streams one HTTP/2 connection took last time the server said (its MAX_CONCURRENT_STREAMS).
+    private var streamsPerConnection = 100
     private var failures = 0
     private var unavailableUntil: UInt64 = 0
     private var lastFailure: UpstreamFailure?
@@ -79,7 +84,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
                 waiting.removeFirst()
                 continue
             }
-            if let h2 = http2.first(where: { $0.canOpenStream }) {
+            if let h2 = leastBusyHTTP2Connection() {
                 waiting.removeFirst()
                 _ = h2.attach(stream)
                 continue
@@ -95,8 +100,12 @@ final class UpstreamPool: UpstreamTransportDelegate {
             let covered: Int
             if serverSpeaksHTTP2 == false {
                 covered = connecting.count
-            } else {
+            } else if serverSpeaksHTTP2 == nil {
                 covered = connecting.isEmpty ? 0 : Int.max
+            } else {
+                // Each connection being set up will take about as many streams as the last one did.
+                covered = connecting.count >= Self.maxParallelHTTP2Setups
+                    ? Int.max : connecting.count * streamsPerConnection
             }
             let waitingCount = waiting.count(where: { if case .waiting = $0.state { return true } else { return false } })
             if waitingCount > covered {
@@ -108,6 +117,15 @@ final class UpstreamPool: UpstreamTransportDelegate {
             }
             return
         }
+    }
+
+    /// The connection with the fewest streams among those that may open one now.
+    private func leastBusyHTTP2Connection() -> HTTP2UpstreamConnection? {
+        var best: HTTP2UpstreamConnection?
+        for h2 in http2 where h2.canOpenStream {
+            if best == nil || h2.streamCount < best!.streamCount { best = h2 }
+        }
+        return best
     }
 
     private func openConnection() {
@@ -232,7 +250,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
         dispatchWaiting()
     }
 
-    func capacityChanged() {
+    func capacityChanged(_ connection: HTTP2UpstreamConnection) {
+        streamsPerConnection = max(1, connection.session.remoteMaxConcurrentStreams)
         dispatchWaiting()
     }
 

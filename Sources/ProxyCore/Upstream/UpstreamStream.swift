@@ -88,10 +88,11 @@ final class UpstreamStream {
         }
     }
 
-    /// `n` response-body bytes reached the client socket: open the window for as many.
-    func consumed(_ n: Int) {
+    /// `n` response-body bytes reached the client socket: open the window for as many. `clientBackedUp`: the client
+    /// socket had to wait (a slow client), which shrinks the stream's window back to its initial size.
+    func consumed(_ n: Int, clientBackedUp: Bool = false) {
         switch state {
-        case .http2(let connection, let id): connection.consume(stream: id, bytes: n)
+        case .http2(let connection, let id): connection.consume(stream: id, bytes: n, clientBackedUp: clientBackedUp)
         case .http1(let connection): connection.consumed(n)
         case .waiting, .finished: break
         }

@@ -87,6 +87,35 @@ struct CoreDataPathTests {
         await h.stop()
     }
 
+    /// A real apiserver allows about 250 streams per HTTP/2 connection: more watches than that open more connections,
+    /// and every watch still gets its events.
+    @Test func watchesBeyondMaxConcurrentStreamsOpenMoreConnections() async throws {
+        let h = try await Harness.start(standIn: { $0.maxConcurrentStreams = 4 }, proxyArguments: ["--loops=1"])
+        h.standIn.resetStats()
+        var clients: [RawClient] = []
+        for _ in 0..<14 {
+            let client = try RawClient(port: h.proxy.port)
+            client.send("GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            clients.append(client)
+        }
+        var active = 0
+        for _ in 0..<200 {
+            active = h.standIn.stats.activeWatches
+            if active == 14 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(active == 14)
+        try h.standIn.createPod(name: "spread")
+        for client in clients {
+            #expect(client.read(until: "\"spread\"").contains("\"spread\""))
+        }
+        let stats = h.standIn.stats
+        #expect(stats.h2Connections >= 4, "14 watches at 4 streams per connection need at least 4 connections")
+        #expect(stats.h2Connections <= 4 + 8, "no more than the waiting streams need, 8 set-ups at a time at most")
+        for client in clients { client.close() }
+        await h.stop()
+    }
+
     @Test func upload100MiBIntact() async throws {
         let h = try await Harness.start()
         let file = h.directory.appendingPathComponent("big.bin")

@@ -60,3 +60,21 @@ struct PosixFileTests {
         #expect(ProxyConfiguration.defaultLoopCount == expected)
     }
 }
+
+@Suite("Open file limit")
+struct OpenFileLimitTests {
+    @Test func softLimitIsRaisedToTheHardLimit() {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var original = rlimit()
+        #expect(getrlimit(resource, &original) == 0)
+        defer { _ = setrlimit(resource, &original) }
+        guard original.rlim_max > 256 else { return }
+        var lowered = original
+        lowered.rlim_cur = 256
+        #expect(setrlimit(resource, &lowered) == 0)
+        #expect(raiseOpenFileLimit() == Int(clamping: original.rlim_max))
+        var now = rlimit()
+        #expect(getrlimit(resource, &now) == 0)
+        #expect(now.rlim_cur == original.rlim_max)
+    }
+}
