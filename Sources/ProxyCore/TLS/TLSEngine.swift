@@ -7,8 +7,8 @@ internal import Musl
 internal import Darwin
 #endif
 
-/// One client-side TLS connection: an OpenSSL `SSL` between two memory BIOs. Bytes in, bytes out; it never
-/// touches a file descriptor.
+/// One client-side TLS connection: an OpenSSL `SSL` over a `BufferBIO` that reads ciphertext from `incoming` and
+/// writes records to `outgoing`. Bytes in, bytes out; it never touches a file descriptor.
 ///
 /// Driving it (on the connection's loop):
 /// 1. `startHandshake()`, then send `takeCiphertext()` to the socket.
@@ -18,7 +18,7 @@ internal import Darwin
 /// 3. `writePlaintext(_:)`, then send `takeCiphertext()`.
 /// 4. `shutdown()`, then send `takeCiphertext()` and close the socket without waiting for the peer's reply.
 ///
-/// Owns the `SSL` (freed in `deinit`), which owns both memory BIOs. Not thread-safe and not `Sendable`: confined
+/// Owns the `SSL` (freed in `deinit`), which owns its BIO. Not thread-safe and not `Sendable`: confined
 /// to the event loop of its connection.
 public final class TLSEngine {
     private enum State {
@@ -43,6 +43,11 @@ public final class TLSEngine {
     private var sentCloseNotify = false
     /// Plaintext accepted by `writePlaintext` that OpenSSL has not taken yet (handshake still running).
     private var pendingPlaintext: [UInt8] = []
+    /// Ciphertext fed and not yet read by OpenSSL (usually the socket's read buffer itself: no copy). Only touched
+    /// by `feed` and the BIO.
+    var incoming = ByteBuffer()
+    /// TLS records OpenSSL wrote, waiting for `takeCiphertext`. Only touched by the BIO and `takeCiphertext`.
+    var outgoing = ByteBuffer()
 
     /// Creates the connection state for one upstream connection.
     /// - Parameters:
@@ -63,15 +68,11 @@ public final class TLSEngine {
         self.identity = identity
         // Fully initialised: a throw below runs deinit, which frees `ssl` (and the BIOs once attached).
 
-        guard let readBIO = BIO_new(BIO_s_mem()) else {
+        guard let bio = BufferBIO.make(for: self) else {
             throw TLSError(kind: .internalError, reason: "BIO_new failed", openSSLErrors: .drain())
         }
-        guard let writeBIO = BIO_new(BIO_s_mem()) else {
-            BIO_free(readBIO)
-            throw TLSError(kind: .internalError, reason: "BIO_new failed", openSSLErrors: .drain())
-        }
-        // An empty memory BIO reports "retry" (not EOF) by default: exactly the WANT_READ we want.
-        SSL_set_bio(ssl, readBIO, writeBIO)  // the SSL owns both BIOs from here on
+        // An empty buffer reports "retry" (not EOF): exactly the WANT_READ we want.
+        SSL_set_bio(ssl, bio, bio)  // the SSL owns the BIO (one reference for both directions) from here on
         SSL_set_connect_state(ssl)
 
         let verify = !context.configuration.insecureSkipVerify
@@ -143,20 +144,15 @@ public final class TLSEngine {
 
     /// Appends the readable bytes of `ciphertext` to the read BIO (copied). Follow with `readPlaintext`.
     public func feed(ciphertext: ByteBuffer) {
-        ciphertext.withUnsafeReadableBytes { feed(raw: $0) }
+        if incoming.isEmpty {
+            incoming = ciphertext   // shared, not copied; dropped by the BIO once read
+        } else {
+            incoming.writeBuffer(ciphertext)
+        }
     }
 
     private func feed(raw: UnsafeRawBufferPointer) {
-        guard !raw.isEmpty else { return }
-        let readBIO = SSL_get_rbio(ssl)
-        var offset = 0
-        while offset < raw.count {
-            let chunk = Int32(min(raw.count - offset, Int(Int32.max)))
-            let written = BIO_write(readBIO, raw.baseAddress! + offset, chunk)
-            // A memory BIO only fails to grow when malloc fails.
-            precondition(written > 0, "BIO_write to a memory BIO failed (out of memory)")
-            offset += Int(written)
-        }
+        incoming.writeBytes(raw)
     }
 
     /// Drains the write BIO: the TLS records to send to the socket, in order. Empty when there is nothing to send.
@@ -164,22 +160,10 @@ public final class TLSEngine {
         takeCiphertextBuffer().readableBytesArray
     }
 
-    /// Drains the write BIO into one buffer (the records to send, in order); empty when there is nothing to send.
+    /// The TLS records to send to the socket, in order, as one buffer (no copy); empty when there is nothing to send.
     public func takeCiphertextBuffer() -> ByteBuffer {
-        let writeBIO = SSL_get_wbio(ssl)
-        let pending = CProxy_BIO_pending(writeBIO)
-        guard pending > 0 else { return ByteBuffer() }
-        var out = ByteBuffer(capacity: pending)
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { buffer in
-            var total = 0
-            while total < pending {
-                let chunk = Int32(min(pending - total, Int(Int32.max)))
-                let n = BIO_read(writeBIO, buffer.baseAddress! + total, chunk)
-                guard n > 0 else { break }
-                total += Int(n)
-            }
-            return total
-        }
+        var out = ByteBuffer()
+        swap(&out, &outgoing)
         return out
     }
 
@@ -220,7 +204,10 @@ public final class TLSEngine {
         var appended = 0
         while appended < max {
             var stopCode: Int32 = 1
-            appended += buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Swift.min(max - appended, 64 * 1024)) {
+            // Room for all the ciphertext waiting plus the record OpenSSL may hold, so one pass decrypts everything
+            // (plaintext is never longer than its ciphertext): growing the buffer midway would copy it.
+            let room = Swift.min(max - appended, incoming.readableBytes + Int(SSL_pending(ssl)) + 17 * 1024)
+            appended += buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: room) {
                 out in
                 let want = Swift.min(max - appended, out.count)
                 var count = 0

@@ -163,6 +163,34 @@ struct TLSFixture {
         #expect(pair.clientReceived == down)
     }
 
+    /// The socket's read buffer goes to OpenSSL without a copy and is let go of once read (so the loop reuses it),
+    /// and one pass decrypts a whole 64 KiB read into the plaintext buffer without growing it.
+    @Test func fedBuffersAreReadInPlaceAndReleased() throws {
+        let pair = try TLSFixture().connect()
+        let down = randomBytes(600_000, seed: 9)
+        pair.server.write(down)
+        pair.server.drive()
+        let wire = pair.server.takeCiphertext()
+        var received: [UInt8] = []
+        var offset = 0
+        while offset < wire.count {
+            let size = min(65_536, wire.count - offset)
+            var read = ByteBuffer(capacity: 65_536)
+            read.writeBytes(wire[offset..<(offset + size)])
+            offset += size
+            pair.client.feed(ciphertext: read)
+            var plaintext = ByteBuffer()
+            let result = pair.client.readPlaintext(into: &plaintext, max: .max)
+            #expect(result == .needsInput)
+            let storage = plaintext.storageCapacity
+            #expect(storage < 65_536 + 2 * 17 * 1024, "one reservation, not a doubling: \(storage)")
+            received += plaintext.readableBytesArray
+            let released = read.holdsStorageAlone()
+            #expect(released)
+        }
+        #expect(received == down)
+    }
+
     @Test func readPlaintextHonoursMaxAndKeepsTheRestForTheNextCall() throws {
         let pair = try TLSFixture().connect()
         pair.readMax = 1000
