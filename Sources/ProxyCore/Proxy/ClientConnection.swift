@@ -237,8 +237,9 @@ final class ClientConnection: StreamConnectionDelegate {
         queuePendingOutput()
         socket.flushQueued()
         if socket.bufferedWriteBytes == 0 {
-            // Everything went out at once: no drain event will come, so give the upstream window back now.
+            // Everything went out at once: no drain event will come, so let the upstream side go on now.
             current?.clientDrained(backedUp: false)
+            tunnel?.clientDrained()
         }
     }
 

@@ -52,7 +52,14 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     var streamCount: Int { streams.count }
 
     /// Whether another stream may be opened now (not going away, under the server's MAX_CONCURRENT_STREAMS).
-    var canOpenStream: Bool { !isClosed && session.canOpenStream && streams.count < session.remoteMaxConcurrentStreams }
+    /// Before the server's SETTINGS arrive its limit is unknown: the connection takes as many streams as the pool
+    /// learned from earlier connections (one on the first), so streams never pile up inside nghttp2 beyond the limit
+    /// of a server that allows fewer than nghttp2's default assumption of 100.
+    var canOpenStream: Bool {
+        guard !isClosed, session.canOpenStream else { return false }
+        let limit = session.remoteSettingsReceived ? session.remoteMaxConcurrentStreams : pool.streamsBeforeSettings
+        return streams.count < limit
+    }
 
 
     /// Opens an h2 stream for `stream` and hands over any body queued while it waited.

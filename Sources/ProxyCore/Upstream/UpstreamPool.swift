@@ -38,6 +38,9 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var serverSpeaksHTTP2: Bool?
     /// Streams one HTTP/2 connection took last time the server said (its MAX_CONCURRENT_STREAMS).
     private var streamsPerConnection = 100
+    private var learnedStreamsPerConnection = false
+    /// What a new HTTP/2 connection may carry before its server's SETTINGS arrive.
+    var streamsBeforeSettings: Int { learnedStreamsPerConnection ? streamsPerConnection : 1 }
     private var failures = 0
     private var unavailableUntil: UInt64 = 0
     private var lastFailure: UpstreamFailure?
@@ -252,6 +255,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
 
     func capacityChanged(_ connection: HTTP2UpstreamConnection) {
         streamsPerConnection = max(1, connection.session.remoteMaxConcurrentStreams)
+        learnedStreamsPerConnection = true
         dispatchWaiting()
     }
 

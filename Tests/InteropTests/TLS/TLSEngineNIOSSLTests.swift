@@ -106,8 +106,8 @@ private func firstString(in value: Any) -> String? {
 }
 
 private final class EchoHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias InboundIn = NIOCore.ByteBuffer
+    typealias OutboundOut = NIOCore.ByteBuffer
     private let observations: ServerObservations
 
     init(observations: ServerObservations) { self.observations = observations }
