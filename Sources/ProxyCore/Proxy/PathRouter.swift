@@ -39,6 +39,11 @@ public struct PathRouter: Sendable {
         case .clean(let path): decoded = path
         case .answer(let decision): return decision
         }
+        return route(rawPath: rawPath, cleanPath: decoded, querySuffix: querySuffix)
+    }
+
+    /// `route(rawPath:rawQuery:)` for a path `checkedPath` already decoded and found clean.
+    func route(rawPath: String, cleanPath decoded: String, querySuffix: String) -> Decision {
         // Bare prefix: "/custom" → "/custom/".
         if apiPrefix != "/" && decoded + "/" == apiPrefix {
             return .redirect(location: PercentEncoding.encodePath(apiPrefix) + querySuffix)

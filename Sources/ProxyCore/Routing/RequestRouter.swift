@@ -46,7 +46,7 @@ struct RequestRouter: Sendable {
         if decoded == "/", method == "GET" || method == "HEAD", BrowserRequest.isNavigation(headers) {
             return .serviceIndex
         }
-        return RouteDecision(paths.route(rawPath: target.rawPath, rawQuery: target.rawQuery), target: nil)
+        return RouteDecision(paths.route(rawPath: target.rawPath, cleanPath: decoded, querySuffix: querySuffix), target: nil)
     }
 }
 
