@@ -179,12 +179,17 @@ enum PercentEncoding {
     }
 
     private static func isPathChar(_ b: UInt8) -> Bool {
+        isUnreservedOrSubDelim(b) || b == UInt8(ascii: ":") || b == UInt8(ascii: "@") || b == UInt8(ascii: "/")
+    }
+
+    /// RFC 3986 unreserved characters and sub-delims: what a reg-name (a host) is made of, besides `%XX`.
+    static func isUnreservedOrSubDelim(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
-            return "-._~!$&'()*+,;=:@/".utf8.contains(b)
+            return "-._~!$&'()*+,;=".utf8.contains(b)
         }
     }
 

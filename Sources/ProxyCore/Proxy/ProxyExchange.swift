@@ -86,9 +86,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         case .methodNotAllowed(let method):
             respondLocally(.methodNotAllowed(method))
         case .staticFile(let path):
-            if let files = shared.staticFiles {
-                respondLocally(files.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers))
-            }
+            let files = shared.requestRouter.staticFiles
+            respondLocally(files?.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers) ?? .notFound)
         case .badRequest(let why):
             respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
         case .notFound:
