@@ -46,8 +46,8 @@ struct ChromiumTests {
             for name in ["demo", "dashboard", "dashboard-tls", "api", "monitoring", "prometheus", "grafana", "kubernetes"] {
                 #expect(text.contains(name), "\(name) missing from the index page")
             }
-            // Listing was forbidden in `restricted`: the page shows the apiserver's reason.
-            #expect(text.contains(#"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "restricted""#))
+            // Listing was forbidden in `billing`: the page shows the apiserver's reason.
+            #expect(text.contains(#"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "billing""#))
             let links = try #require(try page.evaluate("Array.from(document.links).map(a => a.href)") as? [String])
             let hostLink = "http://80.dashboard.demo.svc.localhost:\(port)/"
             #expect(links.contains(hostLink))

@@ -15,7 +15,7 @@ final class Chromium: @unchecked Sendable {
     static var isInstalled: Bool { executable != nil }
     static let missingMessage = "chromium is not installed (scripts/install-deps installs it: apt-get install chromium)"
 
-    /// Flags for every headless run (also used by scripts/screenshot-index through the same list).
+    /// Flags for every headless run (scripts/screenshot-index repeats them).
     static func arguments(userDataDirectory: String) -> [String] {
         var arguments = [
             "--headless",
