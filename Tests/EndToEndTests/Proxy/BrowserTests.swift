@@ -296,6 +296,13 @@ struct BrowserTests {
         // The links work: the dashboard answers on its host.
         let dashboard = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://dashboard.demo.svc.localhost:\(port)/"])
         #expect(dashboard.text == "200")
+        // When even namespaces may not be listed, the page says why and shows the context's namespace.
+        h.standIn.forbid(ForbiddenRule(verb: "list", resource: "namespaces"))
+        let narrow = try await Tool.curl(["-H", "Accept: text/html", "\(h.url)/"])
+        #expect(narrow.text.contains("Namespaces could not be listed (namespaces is forbidden"))
+        #expect(narrow.text.contains("showing the context&#39;s namespace &#34;default&#34;"))
+        #expect(narrow.text.contains("<a href=\"http://https--https.kubernetes.default.svc.localhost:\(port)/\">"))
+        #expect(!narrow.text.contains("<h2>demo</h2>"))
         // HEAD: the head only.
         let head = try await Tool.curl(["-I", "-H", "Sec-Fetch-Mode: navigate", "\(h.url)/"])
         #expect(head.text.hasPrefix("HTTP/1.1 200"))
