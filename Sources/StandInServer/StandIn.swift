@@ -32,7 +32,7 @@ public struct StandInConfiguration: Sendable {
     /// Requests answered 403 Forbidden with an apiserver-style Status, as RBAC would (changeable at runtime with
     /// `forbid(_:)` or `POST /standin/forbid?verb=list&resource=services&namespace=NS`).
     public var forbidden: [ForbiddenRule] = []
-    /// Loads the demo's sample data (namespaces, pods and services in `billing`, `demo`, `monitoring`) and starts
+    /// Loads the demo's sample data (namespaces, pods and services in `demo`, `monitoring`, `restricted`) and starts
     /// the demo dashboard backend on loopback (see `DemoData`).
     public var demo = false
 

@@ -7,15 +7,15 @@
 ///   `dashboard-tls` (port `https` 443 → `https`, for `https:dashboard-tls:443`); the service `api` (ports `http`
 ///   80 and `metrics` 9090) with pods on cluster IPs, which the stand-in answers with its echo.
 /// - `monitoring`: services `prometheus` and `grafana` (echo).
-/// - `billing`: the service `payments`, but the user may not list services there (403, as RBAC answers; and so
-///   not across all namespaces either). It sorts first, so the index page shows the refusal at the top.
+/// - `restricted`: the service `vault`, but the user may not list services there (403, as RBAC answers; and so
+///   not across all namespaces either).
 /// - `default`: the `kubernetes` service, as in every cluster.
 enum DemoData {
     static let namespace = "demo"
     static let dashboardPod = "dashboard-7c9d8f6b5-x2k4q"
     static let forbidden = [
-        ForbiddenRule(verb: "list", resource: "services", namespace: "billing"),
-        ForbiddenRule(verb: "watch", resource: "services", namespace: "billing"),
+        ForbiddenRule(verb: "list", resource: "services", namespace: "restricted"),
+        ForbiddenRule(verb: "watch", resource: "services", namespace: "restricted"),
     ]
 
     static func load(into store: ObjectStore, dashboard: DemoDashboard) throws {
@@ -64,6 +64,6 @@ enum DemoData {
         try service("monitoring", "prometheus", app: "prometheus", ports: [port("web", 9090)])
         try service("monitoring", "grafana", app: "grafana", ports: [port("http", 3000)])
 
-        try service("billing", "payments", app: "payments", ports: [port("http", 8080)])
+        try service("restricted", "vault", app: "vault", ports: [port("http", 8200)])
     }
 }

@@ -46,19 +46,23 @@ struct ChromiumTests {
             for name in ["demo", "dashboard", "dashboard-tls", "api", "monitoring", "prometheus", "grafana", "kubernetes"] {
                 #expect(text.contains(name), "\(name) missing from the index page")
             }
-            // Listing was forbidden in `billing`: the page shows the apiserver's reason.
-            #expect(text.contains(#"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "billing""#))
+            // Listing was forbidden in `restricted`: the page shows the apiserver's reason.
+            #expect(text.contains(#"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "restricted""#))
             let links = try #require(try page.evaluate("Array.from(document.links).map(a => a.href)") as? [String])
-            let hostLink = "http://80.dashboard.demo.svc.localhost:\(port)/"
+            let hostLink = "http://dashboard.demo.svc.localhost:\(port)/"  // the service's single unnamed port
+            let tlsLink = "http://https--https.dashboard-tls.demo.svc.localhost:\(port)/"
             #expect(links.contains(hostLink))
-            #expect(links.contains("http://localhost:\(port)/api/v1/namespaces/demo/services/dashboard:80/proxy/"))
-            #expect(links.contains("http://https--https.dashboard-tls.demo.svc.localhost:\(port)/"))
+            #expect(links.contains("http://localhost:\(port)/api/v1/namespaces/demo/services/dashboard/proxy/"))
+            #expect(links.contains(tlsLink))
 
-            // Following the link: the dashboard opens at its own origin and its script works.
-            try await page.open(hostLink)
-            try await page.waitUntil("document.getElementById('done') && document.getElementById('done').textContent === 'done'")
-            #expect(try page.text("fetch-result") == "hello from the demo dashboard")
-            #expect(try page.text("ws-result").hasPrefix("echo: ping "))
+            // Following the links: the dashboard opens at its own origin and its script works, also when the
+            // apiserver reaches it over TLS (`https:dashboard-tls:https`).
+            for link in [hostLink, tlsLink] {
+                try await page.open(link)
+                try await page.waitUntil("document.getElementById('done') && document.getElementById('done').textContent === 'done'")
+                #expect(try page.text("fetch-result") == "hello from the demo dashboard", "\(link)")
+                #expect(try page.text("ws-result").hasPrefix("echo: ping "), "\(link)")
+            }
         }
     }
 

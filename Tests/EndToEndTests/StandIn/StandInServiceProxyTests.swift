@@ -34,23 +34,23 @@ struct StandInServiceProxyTests {
 
             let namespaces = try jsonObject(Data(try await fixture.curl([fixture.url("/api/v1/namespaces")]).stdout.utf8))
             let nsNames = (namespaces["items"] as? [[String: Any]])?.compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }
-            #expect(Set(nsNames ?? []).isSuperset(of: ["default", "demo", "monitoring", "billing"]))
+            #expect(Set(nsNames ?? []).isSuperset(of: ["default", "demo", "monitoring", "restricted"]))
 
             // RBAC's answer: in the namespace, and so across all namespaces too.
-            let (body, code) = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/api/v1/namespaces/billing/services")]).splitTrailer()
+            let (body, code) = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/api/v1/namespaces/restricted/services")]).splitTrailer()
             #expect(code == "403")
             let status = try jsonObject(Data(body.utf8))
             #expect(status["kind"] as? String == "Status")
             #expect(status["reason"] as? String == "Forbidden")
             #expect(status["message"] as? String
-                == #"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "billing""#)
+                == #"services is forbidden: User "standin-user" cannot list resource "services" in API group "" in the namespace "restricted""#)
             #expect((status["details"] as? [String: Any])?["kind"] as? String == "services")
             let (allBody, allCode) = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/api/v1/services")]).splitTrailer()
             #expect(allCode == "403")
             #expect((try jsonObject(Data(allBody.utf8))["message"] as? String)?.hasSuffix("at the cluster scope") == true)
             // Getting one object is still allowed (only list and watch are refused).
-            let payments = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/api/v1/namespaces/billing/services/payments")])
-            #expect(payments.splitTrailer().1 == "200")
+            let vault = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/api/v1/namespaces/restricted/services/vault")])
+            #expect(vault.splitTrailer().1 == "200")
 
             // kubectl's table for services.
             let table = try await fixture.kubectl(["--kubeconfig", fixture.path("kubeconfig"), "get", "services", "-n", "demo"])
