@@ -172,14 +172,14 @@ final class UpstreamFetch: UpstreamResponseHandler {
         self.status = status
     }
 
-    func upstreamDidReceiveBody(_ bytes: [UInt8]) {
-        stream?.consumed(bytes.count)
-        if body.count + bytes.count > limit {
+    func upstreamDidReceiveBody(_ bytes: ByteBuffer) {
+        stream?.consumed(bytes.readableBytes)
+        if body.count + bytes.readableBytes > limit {
             stream?.cancel()
             finish(.failure(.badGateway("the response is larger than \(limit) bytes")))
             return
         }
-        body += bytes
+        body += bytes.readableBytesArray
     }
 
     func upstreamDidEnd() {
