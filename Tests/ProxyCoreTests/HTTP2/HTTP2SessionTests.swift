@@ -217,6 +217,31 @@ import Testing
         #expect(delegate.log[id] == ["head", "end", "close"])
     }
 
+    /// Growing a stream's window lets the upstream send more before anything is consumed; shrinking it holds the
+    /// upstream at the smaller window once what it was granted is used up.
+    @Test func streamWindowGrowsAndShrinks() throws {
+        let window: Int32 = 64 * 1024
+        let delegate = RecordingSessionDelegate()
+        delegate.autoConsume = false
+        delegate.keepBodies = false
+        let client = try makeClient(delegate, streamWindow: window)
+        let server = TestH2Server()
+        server.onRequestEnd = { server, id in server.respond(stream: id, body: Self.pattern(4 << 20)) }
+        let id = try get(client)
+        try pump(client, server)
+        #expect(delegate.received[id, default: 0] == Int(window))
+        client.setReceiveWindow(stream: id, size: 4 * window)
+        try pump(client, server)
+        #expect(delegate.received[id, default: 0] == Int(4 * window))
+        // Back to 64 KiB: consuming everything received only re-opens 64 KiB.
+        client.setReceiveWindow(stream: id, size: window)
+        let before = delegate.received[id, default: 0]
+        client.consume(stream: id, bytes: before)
+        try pump(client, server)
+        #expect(delegate.received[id, default: 0] - before <= Int(window))
+        #expect(delegate.received[id, default: 0] > before)
+    }
+
     @Test func flowControlHoldsTheServerAtTheStreamWindowUntilConsume() throws {
         let window: Int32 = 64 * 1024
         let delegate = RecordingSessionDelegate()
