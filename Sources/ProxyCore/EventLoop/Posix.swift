@@ -81,6 +81,14 @@ enum Posix {
         }
     }
 
+    /// Bytes the kernel still holds in `fd`'s send queue (`ioctl(TIOCOUTQ)`, which is `SIOCOUTQ` for sockets):
+    /// a client whose queue stays full is slow, however readily the kernel took our writes at first.
+    static func unsentBytes(fd: Int32) -> Int {
+        var count: Int32 = 0
+        guard Glibc.ioctl(fd, UInt(TIOCOUTQ), &count) == 0 else { return 0 }
+        return Int(count)
+    }
+
     // MARK: files and the machine
 
     /// Reads a whole (blocking) file: the caller's thread waits; meant for configuration, credential and certificate

@@ -105,6 +105,9 @@ public final class StreamConnection: @unchecked Sendable {
     /// Bytes queued by `write(_:)` and not yet handed to the kernel.
     public var bufferedWriteBytes: Int { writeQueue.count }
 
+    /// Bytes written to the socket that the kernel has not sent (or had acknowledged) yet. One `ioctl`.
+    public var kernelUnsentBytes: Int { closeState == .open ? Posix.unsentBytes(fd: fd) : 0 }
+
     /// True once `close()` was called or a failure closed the connection.
     public var isClosed: Bool { closeState != .open }
 

@@ -93,8 +93,10 @@ final class ClientConnection: StreamConnectionDelegate {
                 parseError = error
             }
         }
-        if let current, !current.requestComplete {
-            // The request was cut short: nothing sensible can be answered.
+        if let current {
+            // The request was cut short, or the client went away while its response was on its way (a watch that
+            // may not write again for hours would otherwise hold its upstream stream until then). As Go's server,
+            // and so kubectl proxy, does: the exchange is cancelled.
             current.cancel()
             self.current = nil
             close()

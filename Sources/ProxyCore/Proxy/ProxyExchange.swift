@@ -376,6 +376,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
+    /// The kernel holds little of what was written to the client: it reads as fast as the response comes.
+    var clientIsKeepingUp: Bool { connection.socket.kernelUnsentBytes <= Self.clientLowWater }
+
     /// The client socket's queue drained: hand the window back to the apiserver. `backedUp`: the socket had said
     /// EAGAIN (a slow client), rather than this loop turn's writes having gone out at once.
     func clientDrained(backedUp: Bool = true) {

@@ -114,9 +114,13 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
             } else {
                 state.fastBytes += bytes
                 if state.fastBytes >= Self.windowGrowthBytes && state.window < Self.maxStreamWindow {
-                    state.window *= 2
                     state.fastBytes = 0
-                    session.setReceiveWindow(stream: id, size: state.window)
+                    // The kernel takes a slow client's first MiBs as readily as a fast one's: only a client whose
+                    // socket queue is (nearly) empty gets the larger window.
+                    if streams[id]?.handler?.clientIsKeepingUp == true {
+                        state.window *= 2
+                        session.setReceiveWindow(stream: id, size: state.window)
+                    }
                 }
             }
             tuning[id] = state

@@ -21,6 +21,12 @@ protocol UpstreamResponseHandler: AnyObject {
     func upstreamDidFail(_ failure: UpstreamFailure)
     /// The request-body queue went under its low watermark: the client socket may be read again.
     func upstreamRequestBodyDrained()
+    /// Whether the client takes the response as fast as it comes (asked before a stream's window grows).
+    var clientIsKeepingUp: Bool { get }
+}
+
+extension UpstreamResponseHandler {
+    var clientIsKeepingUp: Bool { true }
 }
 
 /// One request/response exchange with the apiserver, as seen by the client side. Confined to its loop.

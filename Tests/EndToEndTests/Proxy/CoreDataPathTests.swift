@@ -116,6 +116,28 @@ struct CoreDataPathTests {
         await h.stop()
     }
 
+    /// A client that closes its connection while its watch is idle ends the upstream watch at once, not when the
+    /// next event fails to reach it (as kubectl proxy, through Go's server).
+    @Test func closingAnIdleWatchEndsItUpstream() async throws {
+        let h = try await Harness.start(proxyArguments: ["--loops=1"])
+        let client = try RawClient(port: h.proxy.port)
+        client.send("GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(client.read(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        var active = 0
+        for _ in 0..<100 where active != 1 {
+            active = h.standIn.stats.activeWatches
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(active == 1)
+        client.close()
+        for _ in 0..<200 where active != 0 {
+            active = h.standIn.stats.activeWatches
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(active == 0)
+        await h.stop()
+    }
+
     @Test func upload100MiBIntact() async throws {
         let h = try await Harness.start()
         let file = h.directory.appendingPathComponent("big.bin")
