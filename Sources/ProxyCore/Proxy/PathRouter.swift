@@ -86,20 +86,22 @@ public struct PathRouter: Sendable {
         return .clean(decoded)
     }
 
-    /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does).
+    /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does). Segments are split on the byte
+    /// `/`, as Go and the apiserver split them: split on Characters, a `/` followed by a combining mark (`/%CC%81`)
+    /// is one grapheme, not a separator, and the `..` before it would reach the apiserver (a fuzzing finding).
     static func cleanPath(_ p: String) -> String {
         if p.isEmpty { return "/" }
         var segments: [Substring] = []
-        for seg in p.split(separator: "/", omittingEmptySubsequences: true) {
-            if seg == "." { continue }
-            if seg == ".." {
+        for seg in p.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
+            if seg.elementsEqual(".".utf8) { continue }
+            if seg.elementsEqual("..".utf8) {
                 if !segments.isEmpty { segments.removeLast() }
                 continue
             }
-            segments.append(seg)
+            segments.append(Substring(seg))
         }
         var out = "/" + segments.joined(separator: "/")
-        if p.hasSuffix("/") && out != "/" { out += "/" }
+        if p.utf8.last == UInt8(ascii: "/") && out != "/" { out += "/" }
         return out
     }
 }
