@@ -41,13 +41,10 @@ enum ChunkedFuzz {
         return out + HTTP1Serializer.lastChunk
     }
 
-    static func run(_ input: [UInt8]) {
-        var reader = FuzzInput(input)
-        let control = reader.byte()
-        let a = reader.byte(), b = reader.byte()
-        let payload = reader.rest()
-        let limits = control & 1 == 0 ? HTTP1Limits() : smallLimits
-        let positions = cuts(payload.count, a, b)
+    static func run(_ data: [UInt8]) {
+        let input = ControlledInput(data)
+        let payload = input.payload, positions = input.cutPositions
+        let limits = input.control & 1 == 0 ? HTTP1Limits() : smallLimits
 
         // Decode arbitrary bytes.
         let whole = decode(payload, cutAt: [], limits: limits)
@@ -68,7 +65,7 @@ enum ChunkedFuzz {
 
         // Encode, then decode: a round trip.
         let encoded = encode(payload, cutAt: positions)
-        for decodePositions in [[], cuts(encoded.count, b, a)] {
+        for decodePositions in [[], cuts(encoded.count, input.cutBytes.b, input.cutBytes.a)] {
             let back = decode(encoded, cutAt: decodePositions, limits: HTTP1Limits())
             require(back.error == nil && back.ended && back.data == payload && back.consumed == encoded.count,
                     "round trip failed: \(back) for \(payload.count) bytes in \(positions)")

@@ -64,14 +64,11 @@ enum HTTP1RequestFuzz {
     }
 
     static func run(_ data: [UInt8]) {
-        var input = FuzzInput(data)
-        let control = input.byte()
-        let a = input.byte(), b = input.byte()
-        let message = input.rest()
-        let limits = control & 1 == 0 ? HTTP1Limits() : smallLimits
+        let input = ControlledInput(data)
+        let limits = input.control & 1 == 0 ? HTTP1Limits() : smallLimits
 
-        let whole = parse(message, cutAt: [], limits: limits)
-        let split = parse(message, cutAt: cuts(message.count, a, b), limits: limits)
+        let whole = parse(input.payload, cutAt: [], limits: limits)
+        let split = parse(input.payload, cutAt: input.cutPositions, limits: limits)
         if let error = whole.error {
             require([400, 414, 431, 501, 505].contains(error.status), "unexpected status \(error.status)")
             // Events completed before the error in the same feed are dropped, so only the errors compare.
@@ -176,15 +173,12 @@ enum HTTP1ResponseFuzz {
     }
 
     static func run(_ data: [UInt8]) {
-        var input = FuzzInput(data)
-        let control = input.byte()
-        let a = input.byte(), b = input.byte()
-        let message = input.rest()
-        let method = methods[Int(control & 3)]
-        let limits = control & 4 == 0 ? HTTP1Limits() : smallLimits
+        let input = ControlledInput(data)
+        let method = methods[Int(input.control & 3)]
+        let limits = input.control & 4 == 0 ? HTTP1Limits() : smallLimits
 
-        let whole = parse(message, method: method, cutAt: [], limits: limits)
-        let split = parse(message, method: method, cutAt: cuts(message.count, a, b), limits: limits)
+        let whole = parse(input.payload, method: method, cutAt: [], limits: limits)
+        let split = parse(input.payload, method: method, cutAt: input.cutPositions, limits: limits)
         if let error = whole.error {
             require(error.status == 502, "upstream error with status \(error.status)")
             require(split.error == error, "fed in pieces: \(String(describing: split.error)), whole: \(error)")

@@ -71,10 +71,8 @@ enum HTTP2SessionFuzz {
     }
 
     static func run(_ data: [UInt8]) {
-        var input = FuzzInput(data)
-        let control = input.byte()
-        let a = input.byte(), b = input.byte()
-        let serverBytes = input.rest()
+        let input = ControlledInput(data)
+        let control = input.control
 
         let recorder = Recorder(control: control)
         let session: HTTP2Session
@@ -105,7 +103,7 @@ enum HTTP2SessionFuzz {
         }
         _ = session.takeOutput()
 
-        for piece in pieces(serverBytes, at: cuts(serverBytes.count, a, b)) {
+        for piece in pieces(input.payload, at: input.cutPositions) {
             do {
                 try session.feed(piece)
             } catch {

@@ -108,6 +108,24 @@ struct FuzzInput {
     }
 }
 
+/// The layout most targets read: a control byte (each target gives its bits a meaning), two bytes that choose where
+/// the payload is cut into pieces, then the payload.
+struct ControlledInput {
+    let control: UInt8
+    let payload: [UInt8]
+    /// The two cut bytes, and the up to two positions in `payload` they choose.
+    let cutBytes: (a: UInt8, b: UInt8)
+    let cutPositions: [Int]
+
+    init(_ data: [UInt8]) {
+        var input = FuzzInput(data)
+        control = input.byte()
+        cutBytes = (input.byte(), input.byte())
+        payload = input.rest()
+        cutPositions = cuts(payload.count, cutBytes.a, cutBytes.b)
+    }
+}
+
 /// Up to two cut positions in `0...count` derived from two control bytes, for feeding input in pieces.
 func cuts(_ count: Int, _ a: UInt8, _ b: UInt8) -> [Int] {
     guard count > 0 else { return [] }
