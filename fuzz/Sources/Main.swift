@@ -51,6 +51,9 @@ let selectedTarget: FuzzTarget = {
     return target
 }()
 
+// The two C entry points below are the only pointers in the targets (libFuzzer's ABI); the input is copied into an
+// array at once.
+
 /// Checked before libFuzzer starts (`argc`/`argv` are not used), so a bad selector fails at once.
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: OpaquePointer?, _ argv: OpaquePointer?) -> Int32 {
