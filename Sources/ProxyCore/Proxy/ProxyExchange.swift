@@ -86,9 +86,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         case .methodNotAllowed(let method):
             respondLocally(.methodNotAllowed(method))
         case .staticFile(let path):
-            if let files = shared.staticFiles {
-                respondLocally(files.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers))
-            }
+            let files = shared.requestRouter.staticFiles
+            respondLocally(files?.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers) ?? .notFound)
         case .badRequest(let why):
             respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
         case .notFound:
@@ -139,8 +138,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         return true
     }
 
-    /// A browser opened the proxy's root: list the services (off nothing: upstream requests on this loop), then
-    /// answer with the page.
+    /// A browser opened the proxy's root: list the services (upstream requests from this loop, with the proxy's
+    /// credentials), then answer with the page.
     private func startServiceIndex(hostClass: HostClass) {
         var port: String?
         if case .ordinary(let authority) = hostClass, let p = authority.port, !p.isEmpty { port = String(p) }

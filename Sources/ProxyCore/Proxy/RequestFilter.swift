@@ -157,14 +157,14 @@ final class RequestFilterCache {
         return hostAccepted ? .accept : .reject(.host)
     }
 
-    /// Every check: kubectl's first, then the cross-origin guard (which costs one header scan for a request
-    /// without `Origin` or Fetch Metadata). `origin` tells the guard's decision even when the verdict is `accept`
-    /// (a cross-origin GET let through is logged).
+    /// Every check: kubectl's first, then the cross-origin guard (`browser` is `nil` for a request without
+    /// `Origin` or Fetch Metadata: nothing more to check). `origin` tells the guard's decision even when the
+    /// verdict is `accept` (a cross-origin GET let through is logged).
     func check(
-        method: String, path: String, host: String, browser: OriginGuard.Request, authority: HostAuthority
+        method: String, path: String, host: String, browser: OriginGuard.Request?, authority: HostAuthority
     ) -> (verdict: FilterVerdict, origin: OriginGuard.Decision) {
         let verdict = verdict(method: method, path: path, host: host)
-        guard verdict == .accept else { return (verdict, .sameOrigin) }
+        guard verdict == .accept, let browser else { return (verdict, .sameOrigin) }
         let origin = filter.originGuard.decide(browser, authority: authority)
         if case .refused = origin { return (.reject(.origin), origin) }
         return (.accept, origin)

@@ -71,7 +71,7 @@ struct HostAuthority: Equatable, Sendable {
                 continue
             }
             if b == UInt8(ascii: "@") { return "userinfo (\"@\") is not allowed" }
-            guard isRegNameByte(b) else {
+            guard PercentEncoding.isUnreservedOrSubDelim(b) else {
                 if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") { return "a space" }
                 if b < 0x20 || b >= 0x7F { return "a control or non-ASCII byte" }
                 return "the character \"\(Character(Unicode.Scalar(b)))\""
@@ -79,17 +79,6 @@ struct HostAuthority: Equatable, Sendable {
             i += 1
         }
         return nil
-    }
-
-    /// RFC 3986 unreserved and sub-delims.
-    private static func isRegNameByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "-._~!$&'()*+,;=".utf8.contains(b)
-        }
     }
 
     private static func isIPv6LiteralByte(_ b: UInt8) -> Bool {

@@ -153,23 +153,31 @@ struct ServiceIndexPage {
                 continue
             }
             let target = ProxyTarget(
-                kind: .service, namespace: namespace, name: service.name, port: port.label,
+                kind: .service, namespace: namespace, name: service.name,
+                port: Self.isDefaultPort(port, of: service) ? nil : port.label,
                 scheme: port.isHTTPS ? "https" : nil)
-            let hostURL = "http://\(target.hostName)\(proxyPort.map { ":" + $0 } ?? "")/"
+            let hostAndPort = target.hostName + (proxyPort.map { ":" + $0 } ?? "")
             let pathURL = pathPrefix + target.proxyPath + "/"
-            out += "<li><a href=\"\(htmlEscaped(hostURL))\">\(htmlEscaped(port.label))</a> "
-                + "<span class=\"quiet\">\(htmlEscaped(description))</span> "
+            let portName = (port.name ?? "").isEmpty ? "" : htmlEscaped(port.label) + " · "
+            out += "<li><a href=\"http://\(htmlEscaped(hostAndPort))/\">\(htmlEscaped(hostAndPort))</a> "
+                + "<span class=\"quiet\">\(portName)\(htmlEscaped(description))</span> "
                 + "<a class=\"path\" href=\"\(htmlEscaped(pathURL))\">path form</a></li>\n"
         }
         return out + "</ul></li>\n"
+    }
+
+    /// The apiserver picks a service's unnamed port when the proxy path names none; Kubernetes allows an unnamed
+    /// port only on a single-port service. The `https--` form needs a port, so it keeps one.
+    static func isDefaultPort(_ port: ServiceIndex.Port, of service: ServiceIndex.Service) -> Bool {
+        service.ports.count == 1 && (port.name ?? "").isEmpty && !port.isHTTPS
     }
 
     static let style = """
         body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem;color:#1b1b1b;\
         overflow-wrap:anywhere}h1{margin:0 0 .5rem}h2{font-size:1.15rem;margin:1.5rem 0 .25rem;\
         border-bottom:1px solid #ccc}dl.who{display:grid;grid-template-columns:max-content 1fr;gap:0 1rem;\
-        margin:0}dt{color:#555}dd{margin:0}ul{padding-left:1.25rem}ul.ports{display:flex;flex-wrap:wrap;\
-        gap:.25rem 1.25rem;list-style:none;padding:0;margin:.1rem 0 .5rem}.name{font-weight:600}\
+        margin:0}dt{color:#555}dd{margin:0}ul{padding-left:1.25rem}ul.ports{list-style:none;padding:0;\
+        margin:.1rem 0 .5rem}.name{font-weight:600}\
         .quiet{color:#666;font-size:.9em}a.path{font-size:.85em}.notice{background:#fff4e5;\
         border-left:4px solid #e69500;padding:.5rem .75rem}footer{margin-top:2rem;color:#666;font-size:.9em}\
         code{font-size:.9em}

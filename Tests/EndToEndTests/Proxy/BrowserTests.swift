@@ -197,8 +197,76 @@ struct BrowserTests {
         await open.stop()
     }
 
+    /// The demo dashboard (a real backend behind the stand-in's service proxy, which rewrites HTML and `Location`
+    /// as the apiserver does) on its own host: links the apiserver rewrote, redirects, cookies, `fetch('/api/…')`
+    /// and its WebSocket all stay on the service host.
+    @Test func dashboardWorksOnItsServiceHost() async throws {
+        let h = try await Harness.start(standIn: { $0.demo = true })
+        let port = h.proxy.port
+        let host = "dashboard.demo.svc.localhost:\(port)"
+        let prefix = "/api/v1/namespaces/demo/services/dashboard/proxy"
+        let page = try await Tool.curl(["http://\(host)/"])
+        #expect(page.text.contains("src=\"\(prefix)/static/app.js\""))  // rewritten by the (stand-in) apiserver
+        // The rewritten link is mapped once on the service host.
+        let script = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://\(host)\(prefix)/static/app.js"])
+        #expect(script.text == "200")
+        // The dashboard's own fetch('/api/data') reaches the dashboard, not the apiserver.
+        let data = try jsonObject(try await Tool.curl(["-H", "Cookie: dashboard-session=s1", "http://\(host)/api/data"]).stdout)
+        #expect(data["message"] as? String == "hello from the demo dashboard")
+        #expect(data["cookies"] as? String == "dashboard-session=s1")
+        let probe = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://\(host)/api/v1/namespaces"])
+        #expect(probe.text == "404")
+        #expect(seen(h, "/api/v1/namespaces") == 0)
+        // Redirects: to a path (the apiserver made it the proxy path) and to the Host the backend was given.
+        for path in ["/login", "/login-absolute"] {
+            let login = try await Tool.curl(["-i", "http://\(host)\(path)"])
+            #expect(login.text.hasPrefix("HTTP/1.1 302"), "\(path)")
+            #expect(login.text.lowercased().contains("\r\nlocation: /home\r\n"), "\(path): \(login.text)")
+            // The cookie's Domain (the apiserver's address) is gone: it belongs to the service host.
+            #expect(login.text.contains("dashboard-login=demo-user; Path=/; SameSite=Lax\r\n"), "\(path): \(login.text)")
+        }
+        // Following the redirect with the cookie jar stays on the service host and the cookie comes back.
+        let jar = h.directory.appendingPathComponent("jar").path
+        let followed = try await Tool.curl(["-L", "-c", jar, "-b", jar, "-o", "/dev/null", "-w", "%{http_code} %{url_effective}",
+                                            "http://\(host)/login"])
+        #expect(followed.text == "200 http://\(host)/home")
+        // The path form keeps kubectl's behaviour: the apiserver's Location and Domain pass unchanged.
+        let pathForm = try await Tool.curl(["-i", "\(h.url)\(prefix)/login"])
+        #expect(pathForm.text.lowercased().contains("\r\nlocation: \(prefix)/home\r\n"))
+        #expect(pathForm.text.contains("Domain=127.0.0.1"))
+        // The dashboard's own WebSocket (same origin) is tunnelled to it and echoes.
+        let client = try RawClient(port: port)
+        client.send("GET /ws HTTP/1.1\r\nHost: \(host)\r\nOrigin: http://\(host)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        let handshake = client.read(until: "\r\n\r\n")
+        #expect(handshake.hasPrefix("HTTP/1.1 101"), "\(handshake)")
+        client.send(Self.maskedTextFrame("hello from the page"))
+        #expect(Self.unmaskedText(client.readSome()) == "hello from the page")
+        client.close()
+        // The same WebSocket opened by another origin never reaches the dashboard.
+        let upgradesBefore = h.standIn.stats.upgrades
+        let foreign = try exchange(h, "GET /ws HTTP/1.1\r\nHost: \(host)\r\nOrigin: http://evil.example\r\nConnection: Upgrade\r\n"
+                                   + "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        #expect(foreign.hasPrefix("HTTP/1.1 403"))
+        #expect(h.standIn.stats.upgrades == upgradesBefore)
+        await h.stop()
+    }
+
+    /// A client's text frame (RFC 6455: masked).
+    static func maskedTextFrame(_ text: String) -> [UInt8] {
+        let payload = Array(text.utf8)
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        return [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+    }
+
+    /// The text of one short unmasked server frame.
+    static func unmaskedText(_ frame: [UInt8]) -> String? {
+        guard frame.count >= 2, frame[0] == 0x81, frame[1] < 126, frame.count >= 2 + Int(frame[1]) else { return nil }
+        return String(decoding: frame[2..<(2 + Int(frame[1]))], as: UTF8.self)
+    }
+
     @Test func browsersGetTheServiceIndexAtTheRootAndOthersTheApiserversAnswer() async throws {
-        let h = try await Harness.start()
+        let h = try await Harness.start(standIn: { $0.demo = true })
         // Every other client still gets the apiserver's own answer for /.
         let api = try await Tool.curl(["-i", "\(h.url)/"])
         #expect(api.text.hasPrefix("HTTP/1.1 200"))
@@ -211,6 +279,30 @@ struct BrowserTests {
         #expect(page.text.contains("<h1>Services</h1>"))
         #expect(page.text.contains("<dd>https://127.0.0.1:\(h.standIn.port)</dd>"))
         #expect(!page.text.lowercased().contains("<script"))
+        // Every namespace the user may list, each port a link to its host route with the path form beside it.
+        let port = h.proxy.port
+        #expect(page.text.contains("<a href=\"http://dashboard.demo.svc.localhost:\(port)/\">"))
+        #expect(page.text.contains("<a href=\"http://metrics.api.demo.svc.localhost:\(port)/\">"))
+        #expect(page.text.contains("href=\"/api/v1/namespaces/demo/services/api:metrics/proxy/\""))
+        #expect(page.text.contains("<a href=\"http://https--https.dashboard-tls.demo.svc.localhost:\(port)/\">"))
+        #expect(page.text.contains("<h2>monitoring</h2>"))
+        // Listing across namespaces is forbidden (the stand-in's RBAC for "restricted"): each namespace is listed,
+        // and the forbidden one shows the apiserver's reason.
+        #expect(page.text.contains("<h2>restricted</h2>"))
+        #expect(page.text.contains("services is forbidden: User &#34;standin-user&#34; cannot list resource &#34;services&#34;"))
+        #expect(!page.text.contains("vault"))
+        #expect(seen(h, "/api/v1/services") == 1)
+        #expect(seen(h, "/api/v1/namespaces/restricted/services") == 1)
+        // The links work: the dashboard answers on its host.
+        let dashboard = try await Tool.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://dashboard.demo.svc.localhost:\(port)/"])
+        #expect(dashboard.text == "200")
+        // When even namespaces may not be listed, the page says why and shows the context's namespace.
+        h.standIn.forbid(ForbiddenRule(verb: "list", resource: "namespaces"))
+        let narrow = try await Tool.curl(["-H", "Accept: text/html", "\(h.url)/"])
+        #expect(narrow.text.contains("Namespaces could not be listed (namespaces is forbidden"))
+        #expect(narrow.text.contains("showing the context&#39;s namespace &#34;default&#34;"))
+        #expect(narrow.text.contains("<a href=\"http://https--https.kubernetes.default.svc.localhost:\(port)/\">"))
+        #expect(!narrow.text.contains("<h2>demo</h2>"))
         // HEAD: the head only.
         let head = try await Tool.curl(["-I", "-H", "Sec-Fetch-Mode: navigate", "\(h.url)/"])
         #expect(head.text.hasPrefix("HTTP/1.1 200"))

@@ -190,6 +190,7 @@ import Testing
         #expect(badHost.verdict == .reject(.host))
         let curl = OriginGuard.Request(method: "POST", isUpgrade: false, origin: nil)
         #expect(cache.check(method: "POST", path: "/api/v1/pods", host: "localhost:8001", browser: curl, authority: authority).verdict == .accept)
+        #expect(cache.check(method: "POST", path: "/api/v1/pods", host: "localhost:8001", browser: nil, authority: authority) == (.accept, .sameOrigin))
     }
 
     @Test func invalidOriginPatternNamesItsFlag() {

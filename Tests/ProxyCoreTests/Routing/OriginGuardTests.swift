@@ -124,17 +124,19 @@ import Testing
         #expect(OriginGuard.refusal(what: "x", origin: "http://a'b").contains("--accept-origins"))
     }
 
-    @Test func requestIsReadFromTheHead() {
+    @Test func requestIsReadFromTheHead() throws {
         var head = HTTPRequestHead(method: "GET", target: "/", headers: HTTPHeaders([
             ("Host", "localhost"), ("Origin", "http://a"), ("origin", "http://b"), ("Sec-Fetch-Site", "cross-site"),
             ("Sec-Fetch-Mode", "websocket"), ("Connection", "Upgrade"), ("Upgrade", "websocket"),
         ]))
-        let request = OriginGuard.Request(head)
+        let request = try #require(OriginGuard.Request(head))
         #expect(request.origin == "http://a, http://b")
         #expect(request.fetchSite == "cross-site")
         #expect(request.fetchMode == "websocket")
         #expect(request.isUpgrade)
         head.headers = HTTPHeaders([("Host", "localhost")])
-        #expect(OriginGuard.Request(head) == OriginGuard.Request(method: "GET", isUpgrade: false, origin: nil))
+        #expect(OriginGuard.Request(head) == nil)  // curl, kubectl: the guard has nothing to look at
+        head.headers = HTTPHeaders([("Host", "localhost"), ("Sec-Fetch-Site", "cross-site")])
+        #expect(OriginGuard.Request(head) == OriginGuard.Request(method: "GET", isUpgrade: false, origin: nil, fetchSite: "cross-site"))
     }
 }

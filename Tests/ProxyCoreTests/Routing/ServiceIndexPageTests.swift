@@ -25,10 +25,11 @@ import Testing
             ])),
         ])
         let html = page(index)
-        #expect(html.contains(#"<a href="http://http.grafana.monitoring.svc.localhost:8001/">http</a>"#))
+        #expect(html.contains(#"<a href="http://http.grafana.monitoring.svc.localhost:8001/">http.grafana.monitoring.svc.localhost:8001</a> <span class="quiet">http · 80/TCP</span>"#))
         #expect(html.contains(#"href="/api/v1/namespaces/monitoring/services/grafana:http/proxy/">path form</a>"#))
-        #expect(html.contains(#"<a href="http://3000.grafana.monitoring.svc.localhost:8001/">3000</a>"#))
-        #expect(html.contains(#"<a href="http://https--https.dashboard.monitoring.svc.localhost:8001/">https</a>"#))
+        #expect(html.contains(#"<a href="http://3000.grafana.monitoring.svc.localhost:8001/">3000.grafana.monitoring.svc.localhost:8001</a> <span class="quiet">3000/TCP</span>"#))
+        #expect(html.contains(#"href="/api/v1/namespaces/monitoring/services/grafana:3000/proxy/""#))
+        #expect(html.contains(#"<a href="http://https--https.dashboard.monitoring.svc.localhost:8001/">https--https.dashboard.monitoring.svc.localhost:8001</a>"#))
         #expect(html.contains(#"href="/api/v1/namespaces/monitoring/services/https:dashboard:https/proxy/""#))
         #expect(html.contains("53/UDP, not proxied"))
         #expect(!html.contains("dns.dashboard"))
@@ -48,8 +49,13 @@ import Testing
             .init(name: "d", listing: .services([.init(name: "s", ports: [.init(port: 8080, protocolName: "TCP")])])),
         ])
         let html = page(index, port: nil, prefix: "/custom")
-        #expect(html.contains(#"href="http://8080.s.d.svc.localhost/""#))
-        #expect(html.contains(#"href="/custom/api/v1/namespaces/d/services/s:8080/proxy/""#))
+        // A single unnamed port is the service's default: no port in the links.
+        #expect(html.contains(#"<a href="http://s.d.svc.localhost/">s.d.svc.localhost</a> <span class="quiet">8080/TCP</span>"#))
+        #expect(html.contains(#"href="/custom/api/v1/namespaces/d/services/s/proxy/""#))
+        let tls = ServiceIndex(namespaces: [
+            .init(name: "d", listing: .services([.init(name: "s", ports: [.init(port: 443, protocolName: "TCP")])])),
+        ])
+        #expect(page(tls).contains(#"<a href="http://https--443.s.d.svc.localhost:8001/">https--443.s.d.svc.localhost:8001</a>"#))
     }
 
     @Test func everyNameIsEscaped() {
