@@ -39,7 +39,8 @@ enum HTTP2SessionFuzz {
         }
 
         func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
-            require(phases[stream] == .headed, "data on stream \(stream) in phase \(String(describing: phases[stream]))")
+            require(phases[stream] == .headed,
+                    "data on stream \(stream) in phase \(String(describing: phases[stream]))")
             require(!bytes.isEmpty, "empty data event")
             if consumeAtOnce { s.consume(stream: stream, bytes: bytes.count) }
         }

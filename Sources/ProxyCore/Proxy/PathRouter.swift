@@ -91,14 +91,15 @@ public struct PathRouter: Sendable {
         return .clean(decoded)
     }
 
-    /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does). Segments are split on the byte
-    /// `/`, as Go and the apiserver split them: split on Characters, a `/` followed by a combining mark (`/%CC%81`)
-    /// is one grapheme, not a separator, and the `..` before it would reach the apiserver (a fuzzing finding).
+    /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does).
     static func cleanPath(_ p: String) -> String {
         isClean(p) ? p : cleaned(p)  // nearly every path is clean: no split and join
     }
 
-    /// `path.Clean` the long way (split into segments, drop `.`, resolve `..`, join).
+    /// `path.Clean` the long way (split into segments, drop `.`, resolve `..`, join). Segments are split on the byte
+    /// `/`, as Go and the apiserver split them: split on Characters, a `/` followed by a combining mark (`/%CC%81`)
+    /// is one grapheme, not a separator, and the `..` before it would reach the apiserver (a fuzzing finding, see
+    /// PathRouterFuzzFindingsTests).
     static func cleaned(_ p: String) -> String {
         if p.isEmpty { return "/" }
         var segments: [Substring] = []
