@@ -161,6 +161,8 @@ enum Documents {
             columns += [("Status", "string", "")]
         case .deployments:
             columns += [("Ready", "string", "")]
+        case .endpointslices:
+            columns += [("AddressType", "string", "")]
         }
         columns.append(("Age", "string", ""))
         let definitions: [JSON] = columns.map { name, type, format in
@@ -190,6 +192,8 @@ enum Documents {
                 cells.append(object["status"]?["phase"] ?? .string("Active"))
             case .deployments:
                 cells.append(.string("0/0"))
+            case .endpointslices:
+                cells.append(object["addressType"] ?? .string("IPv4"))
             }
             cells.append(.string(age(of: metadata["creationTimestamp"]?.stringValue, now: now)))
             return .obj([
