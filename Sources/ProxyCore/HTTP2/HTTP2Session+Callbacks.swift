@@ -210,6 +210,8 @@ extension HTTP2Session {
         switch frame.pointee.hd.type {
         case FrameType.data:
             sentDataFrame = true
+        case FrameType.headers:
+            streams[frame.pointee.hd.stream_id]?.headersSent = true
         case FrameType.goAway:
             // We only ever submit GOAWAY(NO_ERROR); one with an error code is nghttp2 terminating the session
             // because the upstream violated the protocol.

@@ -267,6 +267,12 @@ public final class HTTP2Session: @unchecked Sendable {
         check(nghttp2_session_consume(session, stream, n), "nghttp2_session_consume")
     }
 
+    /// Whether the HEADERS of `stream` were serialised for the socket: until then nothing of the request left proxyd,
+    /// so it may be sent elsewhere if the connection is lost. False for unknown streams.
+    public func requestWasSent(stream: Int32) -> Bool {
+        streams[stream]?.headersSent ?? false
+    }
+
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its
     /// buffered request body is dropped and its unconsumed bytes are credited to the connection when it closes.
     /// A no-op for unknown or already reset streams. If nghttp2 already saw the stream close (its close is
