@@ -84,11 +84,16 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
 
     /// The healthy server with the fewest open streams (ties round-robin), preferring any but `avoiding`.
     private func choose(avoiding: Int?) -> Slot? {
-        var loads = slots.map { $0.healthy && $0.server.id != avoiding ? $0.pool.openStreams : nil }
-        if avoiding != nil, loads.allSatisfy({ $0 == nil }) {
-            loads = slots.map { $0.healthy ? $0.pool.openStreams : nil }
+        let slots = self.slots
+        var chosen = ServerChooser.choose(count: slots.count, start: cursor) { index in
+            slots[index].healthy && slots[index].server.id != avoiding ? slots[index].pool.openStreams : nil
         }
-        guard let chosen = ServerChooser.choose(loads: loads, start: cursor) else { return nil }
+        if chosen == nil, avoiding != nil {
+            chosen = ServerChooser.choose(count: slots.count, start: cursor) { index in
+                slots[index].healthy ? slots[index].pool.openStreams : nil
+            }
+        }
+        guard let chosen else { return nil }
         cursor = chosen + 1
         return slots[chosen]
     }
@@ -141,18 +146,21 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
         let expired = waiting.filter { $0.deadline <= now }
         waiting.removeAll { $0.deadline <= now }
         if !expired.isEmpty {
-            let failure = UpstreamFailure.unavailable(servers.unreachableSummary())
-            for (waiter, _) in expired {
-                switch waiter {
-                case .stream(let stream):
-                    guard case .waiting = stream.state else { continue }
-                    stream.fail(failure, at: .final)
-                case .tunnel(let body):
-                    body(.failure(failure))
-                }
-            }
+            fail(expired.map(\.waiter), .unavailable(servers.unreachableSummary()))
         }
         waitersChanged()
+    }
+
+    private func fail(_ waiters: [Waiter], _ failure: UpstreamFailure) {
+        for waiter in waiters {
+            switch waiter {
+            case .stream(let stream):
+                guard case .waiting = stream.state else { continue }
+                stream.fail(failure, at: .final)
+            case .tunnel(let body):
+                body(.failure(failure))
+            }
+        }
     }
 
     /// Hands waiters to healthy servers, oldest first.
@@ -295,19 +303,10 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     /// Graceful stop: waiters get 503, pools drain.
     func shutdown() {
         shuttingDown = true
-        let waiters = waiting
+        let waiters = waiting.map(\.waiter)
         waiting.removeAll()
         waitersChanged()
-        let failure = UpstreamFailure.unavailable("proxyd is shutting down")
-        for (waiter, _) in waiters {
-            switch waiter {
-            case .stream(let stream):
-                guard case .waiting = stream.state else { continue }
-                stream.fail(failure, at: .final)
-            case .tunnel(let body):
-                body(.failure(failure))
-            }
-        }
+        fail(waiters, .unavailable("proxyd is shutting down"))
         for slot in slots { slot.pool.shutdown() }
     }
 }

@@ -6,16 +6,20 @@ enum ServerChooser {
     ///   - start: where the round-robin turn begins (any integer; taken modulo the count).
     /// - Returns: the chosen index, or nil when no server is eligible.
     static func choose(loads: [Int?], start: Int) -> Int? {
-        let count = loads.count
+        choose(count: loads.count, start: start) { loads[$0] }
+    }
+
+    /// The same over `count` servers whose loads `load(index)` gives (no array per request on the hot path).
+    static func choose(count: Int, start: Int, load: (Int) -> Int?) -> Int? {
         guard count > 0 else { return nil }
         let first = ((start % count) + count) % count
         var best: Int?
         var bestLoad = Int.max
         for offset in 0..<count {
             let index = (first + offset) % count
-            if let load = loads[index], load < bestLoad {
+            if let value = load(index), value < bestLoad {
                 best = index
-                bestLoad = load
+                bestLoad = value
             }
         }
         return best

@@ -50,7 +50,7 @@ final class SharedProxyState: Sendable {
 final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
     let shared: SharedProxyState
-    let upstream: LoopUpstream
+    let servers: LoopServers
     /// The filter's verdicts memoized for this loop (`nil` with `--disable-filter`).
     let filterCache: RequestFilterCache?
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
@@ -58,11 +58,11 @@ final class LoopContext: @unchecked Sendable {
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
-    init(loop: EventLoop, shared: SharedProxyState, upstream: LoopUpstream) {
+    init(loop: EventLoop, shared: SharedProxyState, servers: LoopServers) {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        self.upstream = upstream
+        self.servers = servers
     }
 
     /// This loop's pool for one apiserver.
@@ -121,7 +121,7 @@ final class LoopContext: @unchecked Sendable {
     func drain() {
         draining = true
         for c in connections.values { c.closeIfIdle() }
-        upstream.shutdown()
+        servers.shutdown()
         if connections.isEmpty { signalIdle() }
     }
 
@@ -193,24 +193,24 @@ public final class ProxyServer: Sendable {
         self.apiservers = apiservers
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for (index, loop) in group.loops.enumerated() {
-            let upstream: LoopUpstream
+            let servers: LoopServers
             if let apiservers {
                 let balancer = LoopBalancer(loop: loop, index: index, servers: apiservers) { [shared] server in
                     LoopContext.makePool(loop: loop, shared: shared, target: server.target)
                 }
                 apiservers.register(balancer)
-                upstream = .balanced(balancer)
+                servers = .balanced(balancer)
             } else {
-                upstream = .single(LoopContext.makePool(loop: loop, shared: shared, target: target))
+                servers = .single(LoopContext.makePool(loop: loop, shared: shared, target: target))
             }
-            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, upstream: upstream)
+            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, servers: servers)
         }
         self.contexts = contexts
         certificateReloader = ClientCertificateReloader(target: target, logger: logger) { [shared, contexts] main, upgrade in
             shared.tlsContext.withLock { $0 = main }
             shared.upgradeTLSContext.withLock { $0 = upgrade }
             for context in contexts.values {
-                context.loop.execute { context.upstream.retireConnections() }
+                context.loop.execute { context.servers.retireConnections() }
             }
         }
         // An exec plugin's new client certificate: new connections use it, old ones drain (as for files above).
@@ -226,7 +226,7 @@ public final class ProxyServer: Sendable {
                 shared.tlsContext.withLock { $0 = context }
                 shared.upgradeTLSContext.withLock { $0 = upgradeContext }
                 for loopContext in contexts.values {
-                    loopContext.loop.execute { loopContext.upstream.retireConnections() }
+                    loopContext.loop.execute { loopContext.servers.retireConnections() }
                 }
             } catch {
                 shared.logger.error("exec plugin returned a client certificate that cannot be used: \(error)")

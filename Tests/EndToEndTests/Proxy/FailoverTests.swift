@@ -167,7 +167,8 @@ struct FailoverTests {
     @Test func refusedAndGoAwayRequestsGoElsewhere() async throws {
         let dir = try TempDirectory.make()
         let standIns = try await StandInCluster.start(2, directory: dir)
-        let proxy = try await Self.startProxy(dir: dir, primary: standIns[0].url, failover: [standIns[1].url])
+        let proxy = try await Self.startProxy(
+            dir: dir, primary: standIns[0].url, failover: [standIns[1].url], extra: ["-v3"])
 
         try await standIns[0].stop()
         for index in 0..<4 {
@@ -178,6 +179,8 @@ struct FailoverTests {
             #expect(r.text == "201")
         }
         #expect(Set(standIns[1].stats.requestsByPath.keys).contains(Self.listPath))
+        // The first POST of each loop went to the stopped primary first (nothing reached it) and then elsewhere.
+        #expect(proxy.child.stderr.contains("POST \(Self.listPath): sending it to another apiserver"))
         try await standIns[0].restart()
         try await Self.eventually("the primary rejoins") {
             _ = try await Self.get(proxy)
@@ -327,6 +330,26 @@ struct FailoverTests {
         let child = try ChildProcess(executable: BuildProducts.proxyd, arguments: ["--kubeconfig", kubeconfig, "--port=0"] + arguments)
         #expect(try await child.waitForExit() == 1)
         #expect(child.stderr.contains(message), "\(child.stderr)")
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// A failover server is verified with the primary's name, not its own address: here its certificate names only
+    /// `localhost`, and it is reached at 127.0.0.1 (an IP it does not hold) with the primary at `localhost`.
+    @Test func aFailoverServerIsVerifiedWithThePrimaryName() async throws {
+        let dir = try TempDirectory.make()
+        let standIns = try await StandInCluster.start(2, directory: dir) { index, configuration in
+            if index == 1 { configuration.serverNames = ["localhost"] }
+        }
+        let proxy = try await Self.startProxy(
+            dir: dir, primary: "https://localhost:\(standIns[0].port)", failover: [standIns[1].url])
+        try await Self.eventually("both servers answer") {
+            let code = try await Self.get(proxy).code
+            #expect(code == "200")
+            return Self.requests(standIns[0]) > 0 && Self.requests(standIns[1]) > 0
+        }
+        #expect(!proxy.child.stderr.contains("is unhealthy"))
+        await proxy.stop()
+        for standIn in standIns { try? await standIn.stop() }
         try? FileManager.default.removeItem(at: dir)
     }
 

@@ -30,22 +30,19 @@ final class LoadGenerator: @unchecked Sendable {
         self.concurrency = concurrency
     }
 
-    deinit {
-        try? group.syncShutdownGracefully()
-    }
-
     func start() {
         lock.withLock { running = true }
         for _ in 0..<concurrency { connect() }
     }
 
-    /// Lets in-flight requests finish (up to `drain`), then returns every outcome.
+    /// Lets in-flight requests finish (up to `drain`), closes every connection, then returns every outcome.
     func stop(drain: Duration = .seconds(10)) async -> [Outcome] {
         lock.withLock { running = false }
         let deadline = ContinuousClock.now + drain
         while lock.withLock({ inFlight }) > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        try? await group.shutdownGracefully()
         return lock.withLock { outcomes }
     }
 

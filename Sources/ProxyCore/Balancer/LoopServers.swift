@@ -1,5 +1,5 @@
 /// Where a loop's requests go: the one apiserver's pool (exactly as without failover), or the balancer over several.
-enum LoopUpstream {
+enum LoopServers {
     case single(UpstreamPool)
     case balanced(LoopBalancer)
 
