@@ -6,9 +6,9 @@ import FoundationEssentials
 /// ends is resumed; a `410 Gone` starts over with a list). Runs on the coordinator loop, through its balancer, so
 /// its requests go to whichever apiserver is healthy.
 ///
-/// Refusals (401, 403, 404: the user may not read EndpointSlices, or the API is missing) are logged once; proxyd
-/// carries on with the servers it has and asks again every `deniedRetry`. Other failures are retried with a
-/// backoff from 1 s to 30 s.
+/// Refusals (403, 404: the user may not read EndpointSlices, or the API is missing) are logged once; proxyd
+/// carries on with the servers it has and asks again every `deniedRetry`. A 401 is logged once too, but retried
+/// like other failures, with a backoff from 1 s to 30 s: credentials that expired (an exec plugin's) are renewed.
 final class EndpointSliceDiscovery: UpstreamResponseHandler {
     static let path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
     static let selector = "labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes"
@@ -181,8 +181,7 @@ final class EndpointSliceDiscovery: UpstreamResponseHandler {
                 servers.logger.warning(
                     "apiserver discovery: reading the EndpointSlices of default/kubernetes was refused (\(status)): \(message); carrying on with \(known)")
             }
-            if status == 401 { failures = 0 }
-            retry(after: Self.deniedRetry, listing: true)
+            retry(after: status == 401 ? backoff() : Self.deniedRetry, listing: true)
         case 410:
             list()
         default:

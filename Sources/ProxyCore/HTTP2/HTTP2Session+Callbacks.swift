@@ -211,7 +211,9 @@ extension HTTP2Session {
         case FrameType.data:
             sentDataFrame = true
         case FrameType.headers:
-            streams[frame.pointee.hd.stream_id]?.headersSent = true
+            // Requests' HEADERS leave in stream-id order (nghttp2 queues them first in, first out), so one number
+            // tells which requests went out.
+            lastSentRequestStreamID = max(lastSentRequestStreamID, frame.pointee.hd.stream_id)
         case FrameType.goAway:
             // We only ever submit GOAWAY(NO_ERROR); one with an error code is nghttp2 terminating the session
             // because the upstream violated the protocol.

@@ -17,8 +17,6 @@ struct HTTP2Stream {
     /// whatever is left is given back to the connection window exactly once, when the close is delivered.
     var unconsumed = 0
 
-    /// The request's HEADERS frame was serialised for the socket (before that, nothing of it left proxyd).
-    var headersSent = false
     /// We sent (or queued) RST_STREAM: further head/data/end events for it are dropped, only the close is delivered.
     var resetByUs = false
     /// nghttp2 reported the stream closed; the close event is pending delivery.

@@ -68,8 +68,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     func start(_ request: UpstreamRequest, handler: any UpstreamResponseHandler) -> UpstreamStream {
         let stream = UpstreamStream(request: request, handler: handler)
         let now = DispatchTime.now().uptimeNanoseconds
-        if observer == nil, now < unavailableUntil, let lastFailure, connecting.isEmpty, http2.isEmpty,
-            idleHTTP1.isEmpty
+        if now < unavailableUntil, let lastFailure, connecting.isEmpty, http2.isEmpty, idleHTTP1.isEmpty,
+            observer == nil  // with a balancer, backoff is its business
         {
             stream.state = .finished
             let box = LoopBound(stream)

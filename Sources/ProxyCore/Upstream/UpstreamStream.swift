@@ -175,7 +175,7 @@ final class UpstreamStream {
     /// The final response head arrived: hand it on. From now on the exchange is never sent again.
     func receivedHead(status: Int, headers: HTTPHeaders) {
         responseStarted = true
-        replayBody = nil
+        if replayBody != nil { replayBody = nil }
         handler?.upstreamDidReceiveHead(status: status, headers: headers)
     }
 

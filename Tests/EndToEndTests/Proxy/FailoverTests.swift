@@ -58,6 +58,17 @@ struct FailoverTests {
         for _ in 0..<servers { standIns.append(try await StandInProcess.start(caDirectory: dir)) }
         let proxy = try await Self.startProxy(
             dir: dir, primary: standIns[0].url, failover: standIns.dropFirst().map(\.url))
+        // Something for the watches to report: two configmaps on every server.
+        for standIn in standIns {
+            for name in ["a", "b"] {
+                let r = try await Tool.curl([
+                    "--cacert", dir.appendingPathComponent("ca.crt").path, "-H", "Authorization: Bearer standin-token",
+                    "-H", "Content-Type: application/json", "--data", #"{"metadata":{"name":"\#(name)"}}"#,
+                    "-o", "/dev/null", "-w", "%{http_code}", standIn.url + Self.listPath,
+                ])
+                #expect(r.text == "201")
+            }
+        }
         var watches: [ChildProcess] = []
         defer {
             for watch in watches { watch.terminate() }
@@ -94,6 +105,14 @@ struct FailoverTests {
         }
         try await Task.sleep(for: .milliseconds(300))
         #expect(watches.filter { !$0.process.isRunning }.count == perServer[victim])
+        // What they received before the end is whole: both ADDED events, each a complete JSON line.
+        for watch in watches where !watch.process.isRunning {
+            let lines = watch.stdout.split(separator: "\n")
+            #expect(lines.count == 2, "\(watch.stdout)")
+            for line in lines {
+                #expect((try? jsonObject(Data(line.utf8)))?["type"] as? String == "ADDED", "\(line)")
+            }
+        }
         // A new watch goes to a survivor.
         let survivors = standIns.indices.filter { $0 != victim }
         var before = 0
