@@ -18,6 +18,8 @@ final class SharedProxyState: Sendable {
     let target: UpstreamTarget
     let locationRewriter: LocationRewriter
     let staticFiles: StaticFiles?
+    /// Decides each request's target from its Host and path (Routing/).
+    let requestRouter: RequestRouter
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
     let http2HealthCheck: HTTP2HealthCheck
@@ -40,6 +42,7 @@ final class SharedProxyState: Sendable {
         self.target = target
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
+        requestRouter = RequestRouter(paths: router, staticFiles: staticFiles)
         self.upgradeKeepAlive = upgradeKeepAlive
         self.http2HealthCheck = http2HealthCheck
         self.proxy = proxy
@@ -53,6 +56,8 @@ final class LoopContext: @unchecked Sendable {
     let servers: LoopServers
     /// The filter's verdicts memoized for this loop (`nil` with `--disable-filter`).
     let filterCache: RequestFilterCache?
+    /// `Host` values classified for this loop (ordinary, service/pod host, invalid).
+    let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
     var draining = false

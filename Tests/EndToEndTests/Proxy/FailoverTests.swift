@@ -314,7 +314,7 @@ struct FailoverTests {
     @Test func discoveryRefusedIsLoggedOnceAndProxydCarriesOn() async throws {
         let dir = try TempDirectory.make()
         let standIns = try await StandInCluster.start(2, directory: dir) { _, configuration in
-            configuration.forbiddenResources = ["endpointslices"]
+            configuration.forbidden = [ForbiddenRule(verb: "list", resource: "endpointslices", namespace: "default")]
         }
         let proxy = try await Self.startProxy(
             dir: dir, primary: standIns[0].url, failover: [standIns[1].url], extra: ["--discover-apiservers"])

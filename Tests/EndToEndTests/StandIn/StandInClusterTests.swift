@@ -34,7 +34,7 @@ struct StandInClusterTests {
     @Test func endpointSlicesAreListedByLabelAndRefusedWhenForbidden() async throws {
         let dir = try TempDirectory.make()
         let standIns = try await StandInCluster.start(2, directory: dir) { index, configuration in
-            if index == 1 { configuration.forbiddenResources = ["endpointslices"] }
+            if index == 1 { configuration.forbidden = [ForbiddenRule(verb: "list", resource: "endpointslices", namespace: "default")] }
         }
         try standIns[0].setAPIServerEndpointSlice(name: "kubernetes", addresses: ["10.0.0.1", "10.0.0.2"], port: 6443)
         let path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
