@@ -72,7 +72,7 @@ enum Documents {
         let scope = namespace.map { "in the namespace \"\($0)\"" } ?? "at the cluster scope"
         return status(
             code: 403,
-            message: "\(resource.rawValue) is forbidden: User \"\(user)\" cannot \(verb) resource \"\(resource.rawValue)\" in API group \"\(group)\" \(scope)",
+            message: "\(resource.rawValue)\(group.isEmpty ? "" : "." + group) is forbidden: User \"\(user)\" cannot \(verb) resource \"\(resource.rawValue)\" in API group \"\(group)\" \(scope)",
             details: .obj(["kind": .string(resource.rawValue)])
         )
     }
@@ -175,6 +175,8 @@ enum Documents {
             columns += [("Type", "string", ""), ("Cluster-IP", "string", ""), ("External-IP", "string", ""), ("Port(s)", "string", "")]
         case .deployments:
             columns += [("Ready", "string", "")]
+        case .endpointslices:
+            columns += [("AddressType", "string", "")]
         }
         columns.append(("Age", "string", ""))
         let definitions: [JSON] = columns.map { name, type, format in
@@ -217,6 +219,8 @@ enum Documents {
                 ]
             case .deployments:
                 cells.append(.string("0/0"))
+            case .endpointslices:
+                cells.append(object["addressType"] ?? .string("IPv4"))
             }
             cells.append(.string(age(of: metadata["creationTimestamp"]?.stringValue, now: now)))
             return .obj([

@@ -236,6 +236,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch segments {
         case []:
             return .json(.ok, Documents.rootPaths)
+        case ["readyz"] where !core.isReady:
+            return .text(.internalServerError, "[-]etcd failed: reason withheld\nreadyz check failed\n")
         case ["healthz"], ["livez"], ["readyz"]:
             return .text(.ok, "ok")
         case ["version"]:
@@ -258,6 +260,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if segments.count > 3, segments[0] == "apis", segments[1] == "apps", segments[2] == "v1" {
             return routeResources(Array(segments.dropFirst(3)), group: [.deployments], request: request)
+        }
+        if segments.count > 3, segments[0] == "apis", segments[1] == "discovery.k8s.io", segments[2] == "v1" {
+            return routeResources(Array(segments.dropFirst(3)), group: [.endpointslices], request: request)
         }
         return .json(.notFound, Documents.notFound(path: path))
     }
@@ -302,7 +307,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if resource == .configmaps, namespace == "big" {
                     return .large(bytes: core.configuration.largeListBytes)
                 }
-                let (items, rv) = core.store.list(resource, namespace: namespace)
+                var (items, rv) = core.store.list(resource, namespace: namespace)
+                if let selector = request.params["labelSelector"] {
+                    items = items.filter { LabelSelector.matches(selector, object: $0) }
+                }
                 if request.acceptsTable {
                     return .json(.ok, Documents.table(resource, objects: items, resourceVersion: rv))
                 }
@@ -448,7 +456,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.respond(status: .ok, json: .obj(["goAwaySent": .int(count)]))
             }
         case .watch(let resource, let namespace, let since, let timeout):
-            startWatch(resource, namespace: namespace, since: since, timeoutSeconds: timeout, table: request.acceptsTable)
+            startWatch(
+                resource, namespace: namespace, since: since, timeoutSeconds: timeout, table: request.acceptsTable,
+                labelSelector: request.params["labelSelector"])
         case .large(let bytes):
             writeStreamingHead(status: .ok, contentType: "application/json")
             largeList = LargeListGenerator(totalBytes: bytes, resourceVersion: core.store.currentResourceVersion)
@@ -654,18 +664,21 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Streaming responses
 
-    private func startWatch(_ resource: Resource, namespace: String?, since: Int?, timeoutSeconds: Int?, table: Bool) {
+    private func startWatch(
+        _ resource: Resource, namespace: String?, since: Int?, timeoutSeconds: Int?, table: Bool, labelSelector: String? = nil
+    ) {
         guard let context else { return }
         writeStreamingHead(status: .ok, contentType: "application/json")
         let eventLoop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
         let generation = self.generation
         let (id, initial) = core.store.watch(resource, namespace: namespace, sinceResourceVersion: since) { event in
+            if let labelSelector, !LabelSelector.matches(labelSelector, object: event.object) { return }
             eventLoop.execute {
                 handler.value.deliver(event, resource: resource, table: table, generation: generation)
             }
         }
-        for event in initial {
+        for event in initial where labelSelector.map({ LabelSelector.matches($0, object: event.object) }) ?? true {
             writeWatchEvent(event, resource: resource, table: table)
         }
         context.flush()
@@ -754,5 +767,22 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             context.close(promise: nil)
         }
+    }
+}
+
+/// Equality-based label selectors (`a=b,c==d,e!=f`), the subset tests and proxyd's discovery use.
+enum LabelSelector {
+    static func matches(_ selector: String, object: JSON) -> Bool {
+        for term in selector.split(separator: ",") {
+            let negated = term.contains("!=")
+            let parts = term.replacingOccurrences(of: "!=", with: "=").replacingOccurrences(of: "==", with: "=")
+                .split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { return false }
+            let key = parts[0].trimmingCharacters(in: .whitespaces)
+            let value = parts[1].trimmingCharacters(in: .whitespaces)
+            let actual = object["metadata"]?["labels"]?[key]?.stringValue
+            if negated ? actual == value : actual != value { return false }
+        }
+        return true
     }
 }

@@ -36,6 +36,7 @@ final class ServerCore: Sendable {
         var port = 0
         var serverChannel: (any Channel)?
         var stopped = false
+        var ready = true
     }
 
     private let mutable: Locked<Mutable>
@@ -43,7 +44,7 @@ final class ServerCore: Sendable {
     init(configuration: StandInConfiguration, group: any EventLoopGroup) throws {
         self.configuration = configuration
         self.group = group
-        self.pki = try StandInPKI.generate(serverNames: configuration.serverNames)
+        self.pki = try StandInPKI.generate(serverNames: configuration.serverNames, caDirectory: configuration.caDirectory)
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(pki.serverCertificatePEM.utf8), format: .pem))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.serverKeyPEM.utf8), format: .pem))
@@ -74,7 +75,13 @@ final class ServerCore: Sendable {
         return try NIOSSLContext(configuration: tls)
     }
 
-    // MARK: Tokens and stats
+    // MARK: Tokens, readiness and stats
+
+    /// Whether `/readyz` answers 200 (else 500, as an apiserver that lost etcd).
+    var isReady: Bool {
+        get { mutable.withLock { $0.ready } }
+        set { mutable.withLock { $0.ready = newValue } }
+    }
 
     func setTokens(_ tokens: [String]) {
         mutable.withLock { $0.tokens = Set(tokens) }

@@ -35,6 +35,9 @@ public struct StandInConfiguration: Sendable {
     /// Loads the demo's sample data (namespaces, pods and services in `demo`, `monitoring`, `restricted`) and starts
     /// the demo dashboard backend on loopback (see `DemoData`).
     public var demo = false
+    /// If set, the CA is kept in (and, the first time, created in) this directory, so that several stand-ins share
+    /// it: one kubeconfig then verifies all of them, as the apiservers of one cluster.
+    public var caDirectory: String?
 
     public init() {}
 }
@@ -243,6 +246,11 @@ public final class StandIn: Sendable {
         core.setForbiddenRules([])
     }
 
+    /// `/readyz` answers 200 when true, 500 when false (the rest of the API keeps answering).
+    public func setReady(_ ready: Bool) {
+        core.isReady = ready
+    }
+
     /// A new client certificate and key (PEM) signed by the stand-in's CA, for a further identity; the echo
     /// endpoint reports the common name of the certificate a connection presented.
     public func issueClientCertificate(commonName: String, organization: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
@@ -298,6 +306,31 @@ public final class StandIn: Sendable {
     @discardableResult
     public func deleteNamespace(_ name: String) throws -> String {
         try delete(.namespaces, namespace: nil, name: name)
+    }
+
+    /// Creates or replaces the `discovery.k8s.io/v1` EndpointSlice `name` in `default`, labelled for the
+    /// `kubernetes` service as the apiservers label theirs: one endpoint per address, all at `port` ("https").
+    /// Watchers see ADDED or MODIFIED.
+    @discardableResult
+    public func setAPIServerEndpointSlice(name: String, addresses: [String], port: Int, ready: Bool = true) throws -> String {
+        let body: JSON = .obj([
+            "metadata": .obj([
+                "name": .string(name),
+                "labels": .obj(["kubernetes.io/service-name": .string("kubernetes")]),
+            ]),
+            "addressType": .string(addresses.first?.contains(":") == true ? "IPv6" : "IPv4"),
+            "endpoints": .array(addresses.map { address in
+                .obj(["addresses": .array([.string(address)]), "conditions": .obj(["ready": .bool(ready)])])
+            }),
+            "ports": .array([.obj(["name": .string("https"), "port": .int(port), "protocol": .string("TCP")])]),
+        ])
+        let object = try core.store.createOrReplace(.endpointslices, namespace: "default", body: body)
+        return object["metadata"]?["resourceVersion"]?.stringValue ?? ""
+    }
+
+    @discardableResult
+    public func deleteEndpointSlice(name: String) throws -> String {
+        try delete(.endpointslices, namespace: "default", name: name)
     }
 
     /// Names of the pods in a namespace (all namespaces when nil), sorted by namespace and name.

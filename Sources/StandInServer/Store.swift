@@ -7,6 +7,7 @@ enum Resource: String, Sendable, CaseIterable {
     case namespaces
     case services
     case deployments
+    case endpointslices
 
     var kind: String {
         switch self {
@@ -15,6 +16,7 @@ enum Resource: String, Sendable, CaseIterable {
         case .namespaces: "Namespace"
         case .services: "Service"
         case .deployments: "Deployment"
+        case .endpointslices: "EndpointSlice"
         }
     }
 
@@ -25,11 +27,16 @@ enum Resource: String, Sendable, CaseIterable {
         case .namespaces: "namespace"
         case .services: "service"
         case .deployments: "deployment"
+        case .endpointslices: "endpointslice"
         }
     }
 
     var apiVersion: String {
-        self == .deployments ? "apps/v1" : "v1"
+        switch self {
+        case .deployments: "apps/v1"
+        case .endpointslices: "discovery.k8s.io/v1"
+        default: "v1"
+        }
     }
 
     var shortNames: [String] {
@@ -39,6 +46,7 @@ enum Resource: String, Sendable, CaseIterable {
         case .namespaces: ["ns"]
         case .services: ["svc"]
         case .deployments: ["deploy"]
+        case .endpointslices: []
         }
     }
 
@@ -156,8 +164,39 @@ final class ObjectStore: Sendable {
             case .deployments:
                 object["spec"] = body["spec"] ?? .obj(["replicas": .int(1)])
                 object["status"] = body["status"] ?? .obj([:])
+            case .endpointslices:
+                object["addressType"] = body["addressType"] ?? .string("IPv4")
+                object["endpoints"] = body["endpoints"] ?? .array([])
+                object["ports"] = body["ports"] ?? .array([])
             }
             Self.insert(resource, key: key, object: object, state: &state)
+            return object
+        }
+    }
+
+    /// Creates the object, or replaces everything but its identity if it exists (watchers see MODIFIED).
+    @discardableResult
+    func createOrReplace(_ resource: Resource, namespace: String?, body: JSON) throws -> JSON {
+        guard let name = body["metadata"]?["name"]?.stringValue else {
+            throw StoreError.invalid("metadata.name: Required value: name is required")
+        }
+        let existing = get(resource, namespace: resource.namespaced ? namespace : nil, name: name)
+        guard existing != nil else { return try create(resource, namespace: namespace, body: body) }
+        return try state.withLock { state in
+            let key = Self.key(resource.namespaced ? namespace : nil, name)
+            guard var object = state.objects[resource]?[key] else { throw StoreError.notFound(resource, name) }
+            state.resourceVersion += 1
+            if case .object(let members) = body {
+                for member in members where member.key != "metadata" && member.key != "kind" && member.key != "apiVersion" {
+                    object[member.key] = member.value
+                }
+            }
+            if let labels = body["metadata"]?["labels"] { object["metadata"]?["labels"] = labels }
+            object["metadata"]?["resourceVersion"] = .string(String(state.resourceVersion))
+            state.objects[resource]?[key] = object
+            Self.publish(
+                WatchEvent(type: "MODIFIED", object: object, resourceVersion: state.resourceVersion),
+                resource: resource, namespace: resource.namespaced ? namespace : nil, state: &state)
             return object
         }
     }

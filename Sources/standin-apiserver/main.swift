@@ -19,6 +19,9 @@ struct StandInAPIServer: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Write ca.crt, client.crt, client.key, kubeconfig and kubeconfig-cert here.")
     var stateDirectory: String?
 
+    @Option(name: .customLong("ca-dir"), help: "Share the CA kept in this directory (created there if missing), so that several stand-ins are one cluster to a kubeconfig.")
+    var caDirectory: String?
+
     @Option(name: .customLong("token"), help: "Accepted bearer token (repeatable; default standin-token).")
     var tokens: [String] = []
 
@@ -44,6 +47,7 @@ struct StandInAPIServer: AsyncParsableCommand {
         config.maxConcurrentStreams = maxConcurrentStreams
         config.stateDirectory = stateDirectory
         config.demo = demo
+        config.caDirectory = caDirectory
 
         // Take over SIGTERM and SIGINT before announcing, so a signal right after the line is handled cleanly.
         signal(SIGTERM, SIG_IGN)

@@ -63,6 +63,8 @@ public final class HTTP2Session: @unchecked Sendable {
     var sentDataFrame = false
     var remoteSettingsReceived = false
     var goAwayReceived = false
+    /// The highest stream whose request HEADERS were serialised for the socket.
+    var lastSentRequestStreamID: Int32 = 0
     /// Last-Stream-ID of the most recent GOAWAY received, nil if none.
     public internal(set) var lastGoAwayStreamID: Int32?
 
@@ -280,6 +282,12 @@ public final class HTTP2Session: @unchecked Sendable {
         guard size > 0, !isFatal, let state = streams[stream], !state.closeRecorded, !state.resetByUs else { return }
         check(nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, size),
               "nghttp2_session_set_local_window_size")
+    }
+
+    /// Whether the HEADERS of `stream` were serialised for the socket: until then nothing of the request left proxyd,
+    /// so it may be sent elsewhere if the connection is lost.
+    public func requestWasSent(stream: Int32) -> Bool {
+        stream <= lastSentRequestStreamID
     }
 
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its

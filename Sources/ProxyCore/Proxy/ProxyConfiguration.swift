@@ -34,6 +34,8 @@ public struct ProxyConfiguration: Sendable {
     public var upgradeKeepAlive: Duration? = .seconds(15)
     /// HTTP/2 connection health check (client-go's `HTTP2_READ_IDLE_TIMEOUT_SECONDS`, `HTTP2_PING_TIMEOUT_SECONDS`).
     public var http2HealthCheck = HTTP2HealthCheck()
+    /// Several apiservers: `--failover-server`, `--discover-apiservers` and their tuning (docs/failover.md).
+    public var failover = FailoverConfiguration()
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),

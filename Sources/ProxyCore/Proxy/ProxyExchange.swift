@@ -188,7 +188,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: false)
         let request = UpstreamRequest(
             method: head.method, target: upstreamPath, headers: headers, hasBody: head.hasBody)
-        let stream = connection.context.pool.start(request, handler: self)
+        let stream = connection.context.servers.start(request, handler: self)
         self.stream = stream
         guard !heldBody.isEmpty || (head.hasBody && requestComplete) else { return }
         for chunk in heldBody { stream.sendBody(chunk) }
@@ -230,7 +230,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let tlsContext = shared.target.scheme == "https" ? shared.upgradeTLSContext.withLock { $0 } : nil
         let tunnel = UpgradeTunnel(
             connection: connection, target: shared.target, tlsContext: tlsContext, method: head.method,
-            head: requestHead, early: connection.takeTunnelBytes()
+            head: requestHead, early: connection.takeTunnelBytes(), route: connection.context.servers.tunnelRoute()
         ) { [weak self] status in
             self?.responseStatus = status
         }

@@ -146,7 +146,7 @@ final class ServiceIndexLoader {
             handle(result)
         }
         inFlight[key] = fetch
-        fetch.stream = context.pool.start(request, handler: fetch)
+        fetch.stream = context.servers.start(request, handler: fetch)
     }
 }
 
