@@ -38,11 +38,11 @@ enum HTTP2SessionFuzz {
             if resetOnHead, stream == 3 { s.resetStream(stream) }
         }
 
-        func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
+        func session(_ s: HTTP2Session, didReceiveData bytes: ByteBuffer, stream: Int32) {
             require(phases[stream] == .headed,
                     "data on stream \(stream) in phase \(String(describing: phases[stream]))")
             require(!bytes.isEmpty, "empty data event")
-            if consumeAtOnce { s.consume(stream: stream, bytes: bytes.count) }
+            if consumeAtOnce { s.consume(stream: stream, bytes: bytes.readableBytes) }
         }
 
         func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
