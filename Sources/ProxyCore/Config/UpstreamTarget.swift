@@ -36,6 +36,8 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// proxyd runs, so a rotated identity is used by new upstream connections.
     public var clientCertificateFile: String?
     public var clientKeyFile: String?
+    /// Whether this is the pod's in-cluster configuration (service account), not a kubeconfig.
+    public var inCluster = false
 
     public init(
         scheme: String, host: String, port: UInt16, basePath: String = "", authority: String,

@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 public import FoundationEssentials
 public import Logging
 import Synchronization
@@ -23,11 +24,13 @@ final class SharedProxyState: Sendable {
     let http2HealthCheck: HTTP2HealthCheck
     /// The cluster's `proxy-url`, for every upstream connection (pooled and upgrades).
     let proxy: UpstreamProxy?
+    /// Who may connect, how many at once, for how long; `--read-only`.
+    let policy: ConnectionPolicy
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
          target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?,
-         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?) {
+         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?, policy: ConnectionPolicy) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -43,6 +46,7 @@ final class SharedProxyState: Sendable {
         self.upgradeKeepAlive = upgradeKeepAlive
         self.http2HealthCheck = http2HealthCheck
         self.proxy = proxy
+        self.policy = policy
     }
 }
 
@@ -55,6 +59,14 @@ final class LoopContext: @unchecked Sendable {
     let filterCache: RequestFilterCache?
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
+    /// `--accept-uids` lookups for this loop's connections (one netlink socket, opened on first use).
+    let peerOwners = PeerOwnerLookup()
+    /// Connections refused over `--max-connections` that are still being closed.
+    var lingeringRefusals = 0
+    /// Refusals over `--max-connections` not yet logged, and when the last log line was written (at most one
+    /// line per burst and per 10 s).
+    var overCapacityRefusals = 0
+    var overCapacityLoggedAt: UInt64 = 0
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
@@ -91,16 +103,19 @@ final class LoopContext: @unchecked Sendable {
             try? Posix.close(fd: fd)
             return
         }
+        guard let admission = admit(fd: fd, peer: peer) else { return }
         nextConnectionID += 1
         let socket = StreamConnection(fd: fd, loop: loop)
         let connection = ClientConnection(socket: socket, peer: peer, context: self, id: nextConnectionID)
+        connection.refusal = admission.refusal
         connection.start()
     }
 
     func register(_ c: ClientConnection) { connections[ObjectIdentifier(c)] = c }
 
     func unregister(_ c: ClientConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(c))
+        guard connections.removeValue(forKey: ObjectIdentifier(c)) != nil else { return }
+        shared.policy.limit.release()
         if draining && connections.isEmpty { signalIdle() }
     }
 
@@ -166,7 +181,7 @@ public final class ProxyServer: Sendable {
             upgradeTLSContext: upgradeTLSContext, target: target,
             staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
             upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck,
-            proxy: proxy)
+            proxy: proxy, policy: ConnectionPolicy(configuration: configuration))
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.loops {
@@ -225,12 +240,15 @@ public final class ProxyServer: Sendable {
                 bound.append(try Listener.bindTCP(host: address, port: port))
             }
         case .unix(let path):
-            bound.append(try Listener.bindUnix(path: path))
+            // Other users can only reach the --accept-uids check if the socket file lets them connect.
+            let mode: UInt32 = configuration.acceptUIDs.acceptsOtherUsers ? 0o666 : 0o700
+            bound.append(try Listener.bindUnix(path: path, mode: mode))
         case .inherited(let fds):
             for fd in fds { bound.append(try Listener(inheritedFD: fd)) }
         }
         let contexts = self.contexts
         for listener in bound {
+            shared.policy.watchDescriptorExhaustion(of: listener, logger: shared.logger)
             listener.start(group: group) { fd, peer, loop in
                 guard let context = contexts[ObjectIdentifier(loop)] else {
                     try? Posix.close(fd: fd)
