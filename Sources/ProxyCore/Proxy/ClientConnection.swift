@@ -108,6 +108,11 @@ final class ClientConnection: StreamConnectionDelegate {
         process()
         if current == nil && pendingEvents.isEmpty && !closing {
             close()
+        } else if current != nil && !closing {
+            // A half-closed client may still read its response, but one that has gone away entirely is only
+            // noticed when a write fails: a quiet watch would hold its connection (and upstream stream) for good.
+            // The response may go on while it moves; quiet for the idle time, the connection is closed.
+            arm(timeout: timeouts.idle, kind: .halfClosed)
         }
     }
 
@@ -161,6 +166,7 @@ final class ClientConnection: StreamConnectionDelegate {
             }
             deadline = 0
             timerKind = .idle
+            if clientEOF { arm(timeout: timeouts.idle, kind: .halfClosed) }
             if let refusal {
                 // Refused at accept (--accept-uids): nothing is forwarded.
                 writeLocal(refusal, headOnly: head.method == "HEAD", keepAlive: false, version: head.version)
@@ -217,6 +223,7 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func write(_ bytes: [UInt8]) {
         guard !closed, !bytes.isEmpty else { return }
+        if timerKind == .halfClosed && !closing { arm(timeout: timeouts.idle, kind: .halfClosed) }
         if bytes.count >= Self.coalesceLimit {
             flushOutput()
             socket.write(bytes)  // large chunks go as they are: no copy
@@ -338,6 +345,8 @@ final class ClientConnection: StreamConnectionDelegate {
         case body
         /// Finishing: linger for the client's EOF, or a stuck write.
         case closing
+        /// The client half-closed during a response: close if the response stays quiet.
+        case halfClosed
     }
 
     private func armIdleTimer() {
@@ -368,6 +377,13 @@ final class ClientConnection: StreamConnectionDelegate {
             failRequestBody(
                 .badRequest(status: 408, reason: "Request Timeout"),
                 why: "no request-body byte for \(timeouts.body)")
+            return
+        }
+        if timerKind == .halfClosed {
+            context.shared.logger.debug(
+                "closing a half-closed connection whose response was quiet for \(timeouts.idle)",
+                metadata: [LogKeys.connectionID: "\(id)"])
+            close()
             return
         }
         guard current == nil else { return }

@@ -49,6 +49,26 @@ struct ClientLimitsTests {
         await h.stop()
     }
 
+    /// Found by scripts/soak: a watch client that went away while its watch was quiet kept its connection and
+    /// upstream stream open until the next event. A half-closed client is still served while its response moves.
+    @Test func clientGoneDuringAQuietWatchIsNoticed() async throws {
+        let h = try await Harness.start(proxyArguments: ["--idle-timeout=1s"])
+        let watcher = try RawClient(port: h.proxy.port)
+        watcher.send("GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(watcher.read(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200 "))
+        #expect(await pollUntil { h.standIn.stats.activeWatches == 1 })
+        watcher.close()
+        #expect(await pollUntil { h.standIn.stats.activeWatches == 0 }, "the upstream watch outlived its client")
+
+        let halfClosed = try RawClient(port: h.proxy.port)
+        halfClosed.send("GET /standin/slow?delayMs=400&chunks=6 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        halfClosed.shutdownWrite()
+        let text = halfClosed.readToEnd()
+        #expect(text.contains("chunk 6/6"), "\(text)")
+        #expect(text.hasSuffix("0\r\n\r\n"))
+        await h.stop()
+    }
+
     @Test(arguments: [true, false])
     func stalledRequestBodyGets408AndTheUpstreamStreamIsReset(http2: Bool) async throws {
         let h = try await Harness.start(standIn: { $0.enableHTTP2 = http2 }, proxyArguments: ["--body-timeout=1s"])
