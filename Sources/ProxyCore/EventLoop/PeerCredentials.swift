@@ -68,6 +68,9 @@ public final class PeerOwnerLookup {
         return PeerOwnerLookup.procOwner(client: client, server: server)
     }
 
+    /// The user proxyd runs as (`geteuid`): the owner of the sockets it creates, and the uid it serves by default.
+    public static var effectiveUID: UInt32 { geteuid() }
+
     // MARK: unix sockets
 
     /// `SO_PEERCRED`: the uid of the process that connected (as of `connect`).

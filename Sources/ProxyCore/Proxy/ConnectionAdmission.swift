@@ -1,5 +1,4 @@
 import Dispatch
-import Glibc
 import Logging
 import Synchronization
 
@@ -18,7 +17,7 @@ public struct AcceptedUIDs: Sendable, Equatable, CustomStringConvertible {
 
     /// The default outside a cluster: the user proxyd runs as (effective uid) and root, who can read that user's
     /// kubeconfig anyway.
-    public static var ownerAndRoot: AcceptedUIDs { AcceptedUIDs(uids: [geteuid(), 0]) }
+    public static var ownerAndRoot: AcceptedUIDs { AcceptedUIDs(uids: [PeerOwnerLookup.effectiveUID, 0]) }
 
     /// `"*"` or comma-separated decimal uids (spaces allowed around them).
     /// - Returns: `nil` for anything else (an empty list, names, negative numbers).
@@ -43,7 +42,7 @@ public struct AcceptedUIDs: Sendable, Equatable, CustomStringConvertible {
     /// Whether users other than proxyd's own and root are accepted: then a unix socket file must let them connect.
     public var acceptsOtherUsers: Bool {
         guard let uids else { return true }
-        return !uids.isSubset(of: [geteuid(), 0])
+        return !uids.isSubset(of: [PeerOwnerLookup.effectiveUID, 0])
     }
 
     /// `*` or the sorted list, as the flag takes it.

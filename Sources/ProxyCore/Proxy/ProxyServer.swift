@@ -1,5 +1,4 @@
 import Dispatch
-import Glibc
 public import FoundationEssentials
 public import Logging
 import Synchronization
