@@ -90,6 +90,27 @@ struct AcceptUIDsTests {
         await listed.stop()
     }
 
+    /// In a pod the containers often run as different uids: with the in-cluster configuration the default is `*`.
+    @Test func inClusterConfigurationServesEveryUserByDefault() async throws {
+        let standIn = try await StandIn.start(StandInConfiguration())
+        let sa = try TempDirectory.make()
+        let home = try TempDirectory.make()
+        defer { try? FileManager.default.removeItem(at: sa); try? FileManager.default.removeItem(at: home) }
+        try standIn.caPEM.write(to: sa.appendingPathComponent("ca.crt"), atomically: true, encoding: .utf8)
+        try "standin-token".write(to: sa.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        let environment = [
+            "HOME": home.path, "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": String(standIn.port),
+            "PROXYD_SERVICE_ACCOUNT_DIR": sa.path,
+        ]
+        let pod = try await RunningProxy.start(arguments: ["--port=0"], environment: environment)
+        #expect(outcome(try await curl(as: Self.nobody, ["\(pod.baseURL)/api"])).code == "200")
+        await pod.stop()
+        let listed = try await RunningProxy.start(arguments: ["--port=0", "--accept-uids=0"], environment: environment)
+        #expect(outcome(try await curl(as: Self.nobody, ["\(listed.baseURL)/api"])).code == "403")
+        await listed.stop()
+        try? await standIn.stop()
+    }
+
     @Test func nonLoopbackListenerWarnsAtStart() async throws {
         let h = try await Harness.start(proxyArguments: ["--address=0.0.0.0"])
         #expect(h.proxy.child.stderr.contains("not a loopback address: anyone who can reach it acts as you"))
