@@ -91,6 +91,13 @@ final class ClientConnection: StreamConnectionDelegate {
             tunnel.clientEnded()
             return
         }
+        if closing {
+            // The EOF the linger waits for (finishAfterFlush): done once the response is out. (Waiting out the linger
+            // regardless held every answered connection for 2-3 s: thousands of descriptors under a flood of
+            // `Connection: close` requests, found by scripts/soak.)
+            if socket.bufferedWriteBytes == 0 && pendingOutput.isEmpty { close() }
+            return
+        }
         if parseError == nil {
             do {
                 try parser.finish()
@@ -313,7 +320,11 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func connectionDidDrainWrites(_ c: StreamConnection) {
         if closing && !closed {
-            arm(timeout: Self.lingerTimeout, kind: .closing)
+            if clientEOF {
+                close()
+            } else {
+                arm(timeout: Self.lingerTimeout, kind: .closing)
+            }
             return
         }
         current?.clientDrained()

@@ -69,6 +69,25 @@ struct ClientLimitsTests {
         await h.stop()
     }
 
+    /// Found by scripts/soak: a connection closed after its answer (`Connection: close`, errors) waited out the whole
+    /// 2 s linger even after the client's EOF, so a client opening connections in a loop piled up thousands of
+    /// descriptors. Each must be released as soon as the client has closed its side.
+    @Test func answeredConnectionsAreReleasedOnTheClientsEOF() async throws {
+        let h = try await Harness.start()
+        let baseline = h.proxy.child.openFDCount
+        for _ in 0..<300 {
+            let client = try RawClient(port: h.proxy.port)
+            client.send("GET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(client.readToEnd().hasPrefix("HTTP/1.1 404 "))
+            client.close()
+        }
+        // Closing is event-driven: allow a moment for the last EOFs, far below the 2 s linger.
+        try await Task.sleep(for: .milliseconds(300))
+        let open = h.proxy.child.openFDCount
+        #expect(open - baseline < 30, "\(open - baseline) descriptors more than before the 300 connections")
+        await h.stop()
+    }
+
     @Test(arguments: [true, false])
     func stalledRequestBodyGets408AndTheUpstreamStreamIsReset(http2: Bool) async throws {
         let h = try await Harness.start(standIn: { $0.enableHTTP2 = http2 }, proxyArguments: ["--body-timeout=1s"])
