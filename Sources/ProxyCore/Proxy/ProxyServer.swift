@@ -145,6 +145,7 @@ public final class ProxyServer: Sendable {
     private let group: EventLoopGroup
     private let contexts: [ObjectIdentifier: LoopContext]
     private let listeners = Mutex<[Listener]>([])
+    private let heapTrimmer = Mutex<IdleHeapTrimmer?>(nil)
     private let certificateReloader: ClientCertificateReloader?
 
     /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded.
@@ -259,6 +260,7 @@ public final class ProxyServer: Sendable {
             }
         }
         listeners.withLock { $0 = bound }
+        heapTrimmer.withLock { [policy = shared.policy] in $0 = IdleHeapTrimmer { policy.limit.count == 0 } }
         shared.credentials.startWatching()
         certificateReloader?.start()
         return bound.map(\.localAddress)
@@ -285,6 +287,7 @@ public final class ProxyServer: Sendable {
         }
         shared.credentials.stopWatching()
         certificateReloader?.stop()
+        heapTrimmer.withLock { $0?.stop() }
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)
