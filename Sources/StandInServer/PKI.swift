@@ -30,36 +30,17 @@ struct StandInPKI: Sendable {
     private let notBefore: Date
     private let notAfter: Date
 
-    static func generate(serverNames: [String]) throws -> StandInPKI {
+    /// - Parameter caDirectory: share the CA kept there (created if missing) instead of generating one.
+    static func generate(serverNames: [String], caDirectory: String? = nil) throws -> StandInPKI {
+        let ca = try caDirectory.map(StandInCA.loadOrCreate(in:)) ?? StandInCA.generate()
         let now = Date()
         let notBefore = now.addingTimeInterval(-3600)
-        let notAfter = now.addingTimeInterval(60 * 60 * 24 * 365)
-
-        let caKey = P256.Signing.PrivateKey()
-        let caName = try DistinguishedName {
-            OrganizationName("proxyd stand-in")
-            CommonName("standin-ca")
-        }
-        let caPublicKey = Certificate.PublicKey(caKey.publicKey)
-        let caKeyID = SubjectKeyIdentifier(hash: caPublicKey).keyIdentifier
-        let caCertificate = try Certificate(
-            version: .v3,
-            serialNumber: Certificate.SerialNumber(),
-            publicKey: caPublicKey,
-            notValidBefore: notBefore,
-            notValidAfter: notAfter,
-            issuer: caName,
-            subject: caName,
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
-                Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
-                SubjectKeyIdentifier(keyIdentifier: caKeyID)
-            },
-            issuerPrivateKey: Certificate.PrivateKey(caKey)
-        )
+        let notAfter = min(now.addingTimeInterval(60 * 60 * 24 * 365), ca.certificate.notValidAfter)
+        let caKey = ca.key
+        let caName = ca.certificate.subject
+        let caKeyID = ca.keyID
         var pki = StandInPKI(
-            caPEM: try caCertificate.serializeAsPEM().pemString + "\n", serverCertificatePEM: "", serverKeyPEM: "",
+            caPEM: ca.certificatePEM, serverCertificatePEM: "", serverKeyPEM: "",
             clientCertificatePEM: "", clientKeyPEM: "", caKeyRaw: caKey.rawRepresentation, caName: caName, caKeyID: caKeyID,
             notBefore: notBefore, notAfter: notAfter)
         (pki.serverCertificatePEM, pki.serverKeyPEM) = try pki.issue(

@@ -29,6 +29,15 @@ public struct StandInConfiguration: Sendable {
     public var stateDirectory: String?
     /// Subject alternative names of the server certificate: IP literals become IP SANs, the rest DNS SANs.
     public var serverNames = ["localhost", "127.0.0.1", "::1"]
+    /// Requests answered 403 Forbidden with an apiserver-style Status, as RBAC would (changeable at runtime with
+    /// `forbid(_:)` or `POST /standin/forbid?verb=list&resource=services&namespace=NS`).
+    public var forbidden: [ForbiddenRule] = []
+    /// Loads the demo's sample data (namespaces, pods and services in `demo`, `monitoring`, `restricted`) and starts
+    /// the demo dashboard backend on loopback (see `DemoData`).
+    public var demo = false
+    /// If set, the CA is kept in (and, the first time, created in) this directory, so that several stand-ins share
+    /// it: one kubeconfig then verifies all of them, as the apiservers of one cluster.
+    public var caDirectory: String?
 
     public init() {}
 }
@@ -46,7 +55,7 @@ public struct StandInStats: Sendable, Equatable {
     public var activeWatches = 0
     /// GOAWAY frames sent by `sendGoAway()` (one per HTTP/2 connection open at the time).
     public var goAwaysSent = 0
-    /// Requests per decoded path (query excluded).
+    /// Requests per decoded path (query excluded), upgrade requests included.
     public var requestsByPath: [String: Int] = [:]
     /// Requests whose stream (HTTP/2) or connection (HTTP/1.1) closed before their body ended: a client's reset
     /// that reached the stand-in.
@@ -73,6 +82,32 @@ public struct StandInStats: Sendable, Equatable {
     }
 }
 
+/// A permission the stand-in's user lacks. A rule for a namespace forbids the verb on the resource in that namespace
+/// and, as RBAC does, across all namespaces (`/api/v1/services`); a rule without a namespace forbids only the
+/// cluster-wide request.
+public struct ForbiddenRule: Sendable, Hashable {
+    /// `list`, `watch`, `get`, `create` or `delete`.
+    public var verb: String
+    /// The resource's plural name (`services`).
+    public var resource: String
+    public var namespace: String?
+
+    public init(verb: String = "list", resource: String, namespace: String? = nil) {
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+    }
+
+    /// Whether this rule forbids `verb` on `resource` in `namespace` (nil: across all namespaces).
+    func forbids(verb: String, resource: String, namespace: String?) -> Bool {
+        self.verb == verb && self.resource == resource && (namespace == nil || self.namespace == namespace)
+    }
+
+    var json: JSON {
+        .obj(["verb": .string(verb), "resource": .string(resource), "namespace": namespace.map(JSON.string) ?? .null])
+    }
+}
+
 public enum StandInError: Error, CustomStringConvertible {
     case invalidObject(String)
     case alreadyExists(String)
@@ -94,16 +129,38 @@ public enum StandInError: Error, CustomStringConvertible {
 /// `StreamingUpgrader`); any other upgraded path gets a raw echo tunnel.
 public final class StandIn: Sendable {
     private let core: ServerCore
+    /// The demo dashboard backend, when the configuration asked for the demo (`demo`).
+    public let demoDashboard: DemoDashboard?
 
-    private init(core: ServerCore) {
+    private init(core: ServerCore, demoDashboard: DemoDashboard?) {
         self.core = core
+        self.demoDashboard = demoDashboard
     }
 
-    /// Generates the PKI, starts listening and (if configured) writes the state directory.
+    /// Generates the PKI, starts listening (and, for the demo, the dashboard, with the sample data) and, if
+    /// configured, writes the state directory.
     public static func start(_ configuration: StandInConfiguration) async throws -> StandIn {
-        let core = try ServerCore(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
-        try await core.listen(port: configuration.port)
-        let standIn = StandIn(core: core)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let core = try ServerCore(configuration: configuration, group: group)
+        var dashboard: DemoDashboard?
+        if configuration.demo {
+            let started = try await DemoDashboard.start(group: group, tlsContext: try core.backendServerTLSContext())
+            dashboard = started
+            do {
+                try DemoData.load(into: core.store, dashboard: started)
+            } catch {
+                await started.stop()
+                throw error
+            }
+            DemoData.forbidden.forEach(core.addForbiddenRule)
+        }
+        do {
+            try await core.listen(port: configuration.port)
+        } catch {
+            await dashboard?.stop()
+            throw error
+        }
+        let standIn = StandIn(core: core, demoDashboard: dashboard)
         if let directory = configuration.stateDirectory {
             try standIn.writeState(to: directory)
         }
@@ -183,6 +240,21 @@ public final class StandIn: Sendable {
         core.setTokens(tokens)
     }
 
+    /// Adds a permission the stand-in's user lacks (see `ForbiddenRule`).
+    public func forbid(_ rule: ForbiddenRule) {
+        core.addForbiddenRule(rule)
+    }
+
+    /// Removes every forbidden rule.
+    public func allowAll() {
+        core.setForbiddenRules([])
+    }
+
+    /// `/readyz` answers 200 when true, 500 when false (the rest of the API keeps answering).
+    public func setReady(_ ready: Bool) {
+        core.isReady = ready
+    }
+
     /// A new client certificate and key (PEM) signed by the stand-in's CA, for a further identity; the echo
     /// endpoint reports the common name of the certificate a connection presented.
     public func issueClientCertificate(commonName: String, organization: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
@@ -202,9 +274,10 @@ public final class StandIn: Sendable {
         try await core.listen(port: port)
     }
 
-    /// Closes the listener and every connection. Watches end with their connections.
+    /// Closes the listener and every connection (and the demo dashboard). Watches end with their connections.
     public func stop() async throws {
         await core.closeAll()
+        await demoDashboard?.stop()
     }
 
     // MARK: Store operations for tests
@@ -237,6 +310,31 @@ public final class StandIn: Sendable {
     @discardableResult
     public func deleteNamespace(_ name: String) throws -> String {
         try delete(.namespaces, namespace: nil, name: name)
+    }
+
+    /// Creates or replaces the `discovery.k8s.io/v1` EndpointSlice `name` in `default`, labelled for the
+    /// `kubernetes` service as the apiservers label theirs: one endpoint per address, all at `port` ("https").
+    /// Watchers see ADDED or MODIFIED.
+    @discardableResult
+    public func setAPIServerEndpointSlice(name: String, addresses: [String], port: Int, ready: Bool = true) throws -> String {
+        let body: JSON = .obj([
+            "metadata": .obj([
+                "name": .string(name),
+                "labels": .obj(["kubernetes.io/service-name": .string("kubernetes")]),
+            ]),
+            "addressType": .string(addresses.first?.contains(":") == true ? "IPv6" : "IPv4"),
+            "endpoints": .array(addresses.map { address in
+                .obj(["addresses": .array([.string(address)]), "conditions": .obj(["ready": .bool(ready)])])
+            }),
+            "ports": .array([.obj(["name": .string("https"), "port": .int(port), "protocol": .string("TCP")])]),
+        ])
+        let object = try core.store.createOrReplace(.endpointslices, namespace: "default", body: body)
+        return object["metadata"]?["resourceVersion"]?.stringValue ?? ""
+    }
+
+    @discardableResult
+    public func deleteEndpointSlice(name: String) throws -> String {
+        try delete(.endpointslices, namespace: "default", name: name)
     }
 
     /// Names of the pods in a namespace (all namespaces when nil), sorted by namespace and name.

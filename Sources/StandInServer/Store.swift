@@ -5,14 +5,18 @@ enum Resource: String, Sendable, CaseIterable {
     case pods
     case configmaps
     case namespaces
+    case services
     case deployments
+    case endpointslices
 
     var kind: String {
         switch self {
         case .pods: "Pod"
         case .configmaps: "ConfigMap"
         case .namespaces: "Namespace"
+        case .services: "Service"
         case .deployments: "Deployment"
+        case .endpointslices: "EndpointSlice"
         }
     }
 
@@ -21,12 +25,18 @@ enum Resource: String, Sendable, CaseIterable {
         case .pods: "pod"
         case .configmaps: "configmap"
         case .namespaces: "namespace"
+        case .services: "service"
         case .deployments: "deployment"
+        case .endpointslices: "endpointslice"
         }
     }
 
     var apiVersion: String {
-        self == .deployments ? "apps/v1" : "v1"
+        switch self {
+        case .deployments: "apps/v1"
+        case .endpointslices: "discovery.k8s.io/v1"
+        default: "v1"
+        }
     }
 
     var shortNames: [String] {
@@ -34,7 +44,9 @@ enum Resource: String, Sendable, CaseIterable {
         case .pods: ["po"]
         case .configmaps: ["cm"]
         case .namespaces: ["ns"]
+        case .services: ["svc"]
         case .deployments: ["deploy"]
+        case .endpointslices: []
         }
     }
 
@@ -70,6 +82,9 @@ final class ObjectStore: Sendable {
 
     private struct State {
         var resourceVersion = 1
+        /// The last address handed out in 10.96.0.0/16 (services get cluster IPs in order; 10.96.0.1 is reserved
+        /// for the `kubernetes` service).
+        var lastClusterIP = 1
         var objects: [Resource: [String: JSON]] = [:]
         var watchers: [Int: Watcher] = [:]
         var nextWatcherID = 1
@@ -143,11 +158,45 @@ final class ObjectStore: Sendable {
             case .namespaces:
                 object["spec"] = .obj(["finalizers": .array([.string("kubernetes")])])
                 object["status"] = .obj(["phase": .string("Active")])
+            case .services:
+                object["spec"] = try Self.serviceSpec(body["spec"] ?? .obj([:]), state: &state)
+                object["status"] = .obj(["loadBalancer": .obj([:])])
             case .deployments:
                 object["spec"] = body["spec"] ?? .obj(["replicas": .int(1)])
                 object["status"] = body["status"] ?? .obj([:])
+            case .endpointslices:
+                object["addressType"] = body["addressType"] ?? .string("IPv4")
+                object["endpoints"] = body["endpoints"] ?? .array([])
+                object["ports"] = body["ports"] ?? .array([])
             }
             Self.insert(resource, key: key, object: object, state: &state)
+            return object
+        }
+    }
+
+    /// Creates the object, or replaces everything but its identity if it exists (watchers see MODIFIED).
+    @discardableResult
+    func createOrReplace(_ resource: Resource, namespace: String?, body: JSON) throws -> JSON {
+        guard let name = body["metadata"]?["name"]?.stringValue else {
+            throw StoreError.invalid("metadata.name: Required value: name is required")
+        }
+        let existing = get(resource, namespace: resource.namespaced ? namespace : nil, name: name)
+        guard existing != nil else { return try create(resource, namespace: namespace, body: body) }
+        return try state.withLock { state in
+            let key = Self.key(resource.namespaced ? namespace : nil, name)
+            guard var object = state.objects[resource]?[key] else { throw StoreError.notFound(resource, name) }
+            state.resourceVersion += 1
+            if case .object(let members) = body {
+                for member in members where member.key != "metadata" && member.key != "kind" && member.key != "apiVersion" {
+                    object[member.key] = member.value
+                }
+            }
+            if let labels = body["metadata"]?["labels"] { object["metadata"]?["labels"] = labels }
+            object["metadata"]?["resourceVersion"] = .string(String(state.resourceVersion))
+            state.objects[resource]?[key] = object
+            Self.publish(
+                WatchEvent(type: "MODIFIED", object: object, resourceVersion: state.resourceVersion),
+                resource: resource, namespace: resource.namespaced ? namespace : nil, state: &state)
             return object
         }
     }
@@ -210,6 +259,37 @@ final class ObjectStore: Sendable {
     }
 
     // MARK: Helpers (lock held)
+
+    /// A Service spec as the apiserver stores it: `type` defaults to ClusterIP, a cluster IP is allocated unless one is
+    /// given, every port gets `protocol: TCP` and a `targetPort` (the port itself) when they are missing.
+    private static func serviceSpec(_ given: JSON, state: inout State) throws -> JSON {
+        guard given.isObject else { throw StoreError.invalid("spec: must be an object") }
+        var spec = given
+        if spec["type"] == nil { spec["type"] = .string("ClusterIP") }
+        if spec["clusterIP"] == nil {
+            state.lastClusterIP += 1
+            let n = state.lastClusterIP
+            spec["clusterIP"] = .string("10.96.\(n / 250).\(n % 250)")
+        }
+        if let clusterIP = spec["clusterIP"], spec["clusterIPs"] == nil { spec["clusterIPs"] = .array([clusterIP]) }
+        guard case .array(let ports) = spec["ports"] ?? .array([]) else { throw StoreError.invalid("spec.ports: must be a list") }
+        var normalized: [JSON] = []
+        for (index, port) in ports.enumerated() {
+            guard case .int = port["port"] ?? .null else {
+                throw StoreError.invalid("spec.ports[\(index)].port: Required value")
+            }
+            var port = port
+            if port["protocol"] == nil { port["protocol"] = .string("TCP") }
+            if port["targetPort"] == nil { port["targetPort"] = port["port"] }
+            normalized.append(port)
+        }
+        if ports.count > 1, normalized.contains(where: { ($0["name"]?.stringValue ?? "").isEmpty }) {
+            throw StoreError.invalid("spec.ports: Required value: every port of a multi-port service needs a name")
+        }
+        spec["ports"] = .array(normalized)
+        if spec["sessionAffinity"] == nil { spec["sessionAffinity"] = .string("None") }
+        return spec
+    }
 
     private static func skeleton(
         _ resource: Resource,

@@ -30,6 +30,9 @@ enum Daemon {
         // Unbuffered, so tools that wait for this line see it at once.
         let announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
         Console.writeStdout(announcement)
+        if let url = ServiceIndexURL.announced(addresses: addresses) {
+            Console.writeStderr("Service index for browsers: \(url)\n")
+        }
         SystemdActivation.notify("READY=1")
 
         // A parent (a test runner, some supervisors) may have blocked these in the inherited mask.

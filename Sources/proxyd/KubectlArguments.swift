@@ -3,6 +3,7 @@
 enum KubectlArguments {
     static let booleanFlags: Set<String> = [
         "--disable-filter", "--append-server-path", "--insecure-skip-tls-verify", "--access-log",
+        "--discover-apiservers",
     ]
 
     static func normalize(_ arguments: [String]) -> [String] {

@@ -48,6 +48,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(help: "Regular expression for HTTP methods that the proxy should reject (example --reject-methods='POST,PUT,PATCH').")
     var rejectMethods: String = RequestFilter.defaultRejectMethods
 
+    @Option(help: "Regular expressions (comma-separated, as --accept-hosts) for browser origins allowed to make cross-origin requests through the proxy: WebSocket/SPDY upgrades, methods other than GET, HEAD and OPTIONS, and cross-site fetches. Empty: no origin is trusted.")
+    var acceptOrigins: String = RequestFilter.defaultAcceptOrigins
+
     @Flag(help: "If true, disable request filtering in the proxy. This is dangerous, and can leave you vulnerable to XSRF attacks, when used with an accessible port.")
     var disableFilter = false
 
@@ -138,6 +141,23 @@ struct ProxyCommand: ParsableCommand {
     @Option(help: .hidden)
     var bodyTimeout: String?
 
+    // MARK: several apiservers (docs/failover.md)
+
+    @Option(name: .customLong("failover-server"), help: "Another apiserver of the same cluster, e.g. https://10.0.0.2:6443 (repeatable). Verified with the cluster's CA and server name; same credentials.")
+    var failoverServers: [String] = []
+
+    @Flag(help: "Also use the apiservers listed in the kubernetes EndpointSlices of the default namespace, kept current with a watch.")
+    var discoverApiservers = false
+
+    @Option(help: "With several apiservers: how long a request waits for one to become reachable when none is, before 503.")
+    var apiserverWait = "5s"
+
+    @Option(help: "With several apiservers: the longest pause between attempts to reach an unhealthy one (from 250ms, doubling, jittered).")
+    var apiserverRetryMax = "10s"
+
+    @Option(help: "With several apiservers: check each one's /readyz at this interval (0: passive health checks only).")
+    var apiserverReadyzInterval = "0s"
+
     mutating func validate() throws {
         guard (0...65535).contains(port) else {
             throw ValidationError("invalid port \(port)")
@@ -195,7 +215,7 @@ struct ProxyCommand: ParsableCommand {
             do {
                 filter = try RequestFilter(
                     acceptHosts: acceptHosts, acceptPaths: acceptPaths, rejectPaths: rejectPaths,
-                    rejectMethods: rejectMethods)
+                    rejectMethods: rejectMethods, acceptOrigins: acceptOrigins)
             } catch {
                 throw StartupError(message: "\(error)")
             }
@@ -284,6 +304,7 @@ struct ProxyCommand: ParsableCommand {
             }
             configuration.clientTimeouts[keyPath: field] = value
         }
+        configuration.failover = try failoverConfiguration()
         // Go's net.Dialer: 0 means the default 15 s, negative means off.
         if keepAliveDuration < .zero {
             configuration.upgradeKeepAlive = nil
@@ -291,6 +312,29 @@ struct ProxyCommand: ParsableCommand {
             configuration.upgradeKeepAlive = keepAliveDuration == .zero ? .seconds(15) : keepAliveDuration
         }
         return configuration
+    }
+}
+
+extension ProxyCommand {
+    /// The several-apiservers flags, checked.
+    func failoverConfiguration() throws(StartupError) -> FailoverConfiguration {
+        func duration(_ text: String, flag: String, positive: Bool) throws(StartupError) -> Duration {
+            guard let value = GoDuration.parse(text) else {
+                throw StartupError(message: "invalid argument \"\(text)\" for \"--\(flag)\" flag: time: invalid duration \"\(text)\"")
+            }
+            guard value >= .zero, !positive || value > .zero else {
+                throw StartupError(message: "invalid argument \"\(text)\" for \"--\(flag)\" flag: must be \(positive ? "positive" : "0 or more")")
+            }
+            return value
+        }
+        var failover = FailoverConfiguration(servers: failoverServers, discover: discoverApiservers)
+        failover.wait = try duration(apiserverWait, flag: "apiserver-wait", positive: false)
+        failover.backoff.maximum = try duration(apiserverRetryMax, flag: "apiserver-retry-max", positive: true)
+        failover.backoff.initial = min(failover.backoff.initial, failover.backoff.maximum)
+        failover.backoff.whileWaiting = min(failover.backoff.whileWaiting, failover.backoff.maximum)
+        let interval = try duration(apiserverReadyzInterval, flag: "apiserver-readyz-interval", positive: false)
+        failover.readyzInterval = interval == .zero ? nil : interval
+        return failover
     }
 }
 

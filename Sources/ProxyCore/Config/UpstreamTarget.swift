@@ -38,6 +38,12 @@ public struct UpstreamTarget: Sendable, Equatable {
     public var clientKeyFile: String?
     /// Whether this is the pod's in-cluster configuration (service account), not a kubeconfig.
     public var inCluster = false
+    /// The kubeconfig names behind this target, for people (the service index page): the context, cluster and user
+    /// used, and the context's namespace. `nil` when there is none (in-cluster, `--server` without a context).
+    public var contextName: String?
+    public var clusterName: String?
+    public var userName: String?
+    public var namespace: String?
 
     public init(
         scheme: String, host: String, port: UInt16, basePath: String = "", authority: String,

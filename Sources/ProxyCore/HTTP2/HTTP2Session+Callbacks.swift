@@ -210,6 +210,10 @@ extension HTTP2Session {
         switch frame.pointee.hd.type {
         case FrameType.data:
             sentDataFrame = true
+        case FrameType.headers:
+            // Requests' HEADERS leave in stream-id order (nghttp2 queues them first in, first out), so one number
+            // tells which requests went out.
+            lastSentRequestStreamID = max(lastSentRequestStreamID, frame.pointee.hd.stream_id)
         case FrameType.goAway:
             // We only ever submit GOAWAY(NO_ERROR); one with an error code is nghttp2 terminating the session
             // because the upstream violated the protocol.

@@ -62,6 +62,8 @@ public final class HTTP2Session: @unchecked Sendable {
     var sentDataFrame = false
     var remoteSettingsReceived = false
     var goAwayReceived = false
+    /// The highest stream whose request HEADERS were serialised for the socket.
+    var lastSentRequestStreamID: Int32 = 0
     /// Last-Stream-ID of the most recent GOAWAY received, nil if none.
     public internal(set) var lastGoAwayStreamID: Int32?
 
@@ -265,6 +267,12 @@ public final class HTTP2Session: @unchecked Sendable {
         let n = min(bytes, pending)
         streams[stream]!.unconsumed = pending - n
         check(nghttp2_session_consume(session, stream, n), "nghttp2_session_consume")
+    }
+
+    /// Whether the HEADERS of `stream` were serialised for the socket: until then nothing of the request left proxyd,
+    /// so it may be sent elsewhere if the connection is lost.
+    public func requestWasSent(stream: Int32) -> Bool {
+        stream <= lastSentRequestStreamID
     }
 
     /// Sends RST_STREAM (default CANCEL). From now on only `streamDidClose` is delivered for the stream; its

@@ -33,14 +33,17 @@ public struct PathRouter: Sendable {
     /// - Parameter rawPath: the path component of the request-target as received (origin form), still escaped.
     /// - Parameter rawQuery: the query without `?`, or `nil` when the target had no `?`.
     public func route(rawPath: String, rawQuery: String?) -> Decision {
-        guard let decoded = PercentEncoding.decode(rawPath) else {
-            return .badRequest("invalid URL escape in path")
-        }
         let querySuffix = rawQuery.map { "?" + $0 } ?? ""
-        let cleaned = Self.cleanPath(decoded)
-        if cleaned != decoded {
-            return .redirect(location: PercentEncoding.encodePath(cleaned) + querySuffix)
+        let decoded: String
+        switch Self.checkedPath(rawPath: rawPath, querySuffix: querySuffix) {
+        case .clean(let path): decoded = path
+        case .answer(let decision): return decision
         }
+        return route(rawPath: rawPath, cleanPath: decoded, querySuffix: querySuffix)
+    }
+
+    /// `route(rawPath:rawQuery:)` for a path `checkedPath` already decoded and found clean.
+    func route(rawPath: String, cleanPath decoded: String, querySuffix: String) -> Decision {
         // Bare prefix: "/custom" → "/custom/".
         if apiPrefix != "/" && decoded + "/" == apiPrefix {
             return .redirect(location: PercentEncoding.encodePath(apiPrefix) + querySuffix)
@@ -68,21 +71,70 @@ public struct PathRouter: Sendable {
         return .forward(upstreamTarget: upstreamRaw + querySuffix, filterPath: filterPath)
     }
 
+    enum CheckedPath: Equatable {
+        /// The decoded path, which has no `.`/`..` segments and no `//`.
+        case clean(String)
+        /// 400 for a malformed escape, 301 to the cleaned path otherwise.
+        case answer(Decision)
+    }
+
+    /// Decodes `rawPath` and checks that it is clean: what both the path form and the service hosts require before
+    /// a path is mapped, so that no `..` (raw or escaped) ever reaches the apiserver.
+    static func checkedPath(rawPath: String, querySuffix: String) -> CheckedPath {
+        guard let decoded = PercentEncoding.decode(rawPath) else {
+            return .answer(.badRequest("invalid URL escape in path"))
+        }
+        let cleaned = cleanPath(decoded)
+        if cleaned != decoded {
+            return .answer(.redirect(location: PercentEncoding.encodePath(cleaned) + querySuffix))
+        }
+        return .clean(decoded)
+    }
+
     /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does).
     static func cleanPath(_ p: String) -> String {
+        isClean(p) ? p : cleaned(p)  // nearly every path is clean: no split and join
+    }
+
+    /// `path.Clean` the long way (split into segments, drop `.`, resolve `..`, join). Segments are split on the byte
+    /// `/`, as Go and the apiserver split them: split on Characters, a `/` followed by a combining mark (`/%CC%81`)
+    /// is one grapheme, not a separator, and the `..` before it would reach the apiserver (a fuzzing finding, see
+    /// PathRouterFuzzFindingsTests).
+    static func cleaned(_ p: String) -> String {
         if p.isEmpty { return "/" }
         var segments: [Substring] = []
-        for seg in p.split(separator: "/", omittingEmptySubsequences: true) {
-            if seg == "." { continue }
-            if seg == ".." {
+        for seg in p.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
+            if seg.elementsEqual(".".utf8) { continue }
+            if seg.elementsEqual("..".utf8) {
                 if !segments.isEmpty { segments.removeLast() }
                 continue
             }
-            segments.append(seg)
+            segments.append(Substring(seg))
         }
         var out = "/" + segments.joined(separator: "/")
-        if p.hasSuffix("/") && out != "/" { out += "/" }
+        if p.utf8.last == UInt8(ascii: "/") && out != "/" { out += "/" }
         return out
+    }
+}
+
+extension PathRouter {
+    /// Whether `cleaned(p)` would return `p` itself: it starts with `/` and has no empty, `.` or `..` segment
+    /// (a trailing `/` is kept). One pass over the bytes.
+    static func isClean(_ p: String) -> Bool {
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        guard p.utf8.first == slash else { return false }
+        var length = 0, dots = 0
+        for b in p.utf8.dropFirst() {
+            if b == slash {
+                if length == 0 || (dots == length && length <= 2) { return false }
+                length = 0
+                dots = 0
+            } else {
+                length += 1
+                if b == dot { dots += 1 }
+            }
+        }
+        return length == 0 || dots != length || length > 2
     }
 }
 
@@ -109,15 +161,16 @@ public struct RequestTarget: Equatable, Sendable {
             rest = rest[end...]
             if rest.isEmpty || rest.hasPrefix("?") { rest = "/" + rest }
         }
-        if let q = rest.firstIndex(of: "?") {
+        // A fragment never belongs in a request-target. (Byte scans: a Character search walks grapheme clusters,
+        // several times slower on every request.)
+        if rest.utf8.contains(UInt8(ascii: "#")) { return nil }
+        if let q = rest.utf8.firstIndex(of: UInt8(ascii: "?")) {
             rawPath = String(rest[..<q])
-            rawQuery = String(rest[rest.index(after: q)...])
+            rawQuery = String(rest[rest.utf8.index(after: q)...])
         } else {
             rawPath = String(rest)
             rawQuery = nil
         }
-        // A fragment never belongs in a request-target.
-        if rawPath.contains("#") || (rawQuery?.contains("#") ?? false) { return nil }
     }
 }
 
@@ -156,12 +209,17 @@ enum PercentEncoding {
     }
 
     private static func isPathChar(_ b: UInt8) -> Bool {
+        isUnreservedOrSubDelim(b) || b == UInt8(ascii: ":") || b == UInt8(ascii: "@") || b == UInt8(ascii: "/")
+    }
+
+    /// RFC 3986 unreserved characters and sub-delims: what a reg-name (a host) is made of, besides `%XX`.
+    static func isUnreservedOrSubDelim(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
-            return "-._~!$&'()*+,;=:@/".utf8.contains(b)
+            return "-._~!$&'()*+,;=".utf8.contains(b)
         }
     }
 

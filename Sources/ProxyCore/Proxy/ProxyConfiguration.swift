@@ -42,6 +42,8 @@ public struct ProxyConfiguration: Sendable {
     public var readOnly = false
     /// Header, idle and request-body timeouts of client connections.
     public var clientTimeouts = ClientTimeouts()
+    /// Several apiservers: `--failover-server`, `--discover-apiservers` and their tuning (docs/failover.md).
+    public var failover = FailoverConfiguration()
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),

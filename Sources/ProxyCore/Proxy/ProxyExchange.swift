@@ -48,6 +48,10 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var heldPaused = false
     /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
     private var replayWhenBodyEnds = false
+    /// The service or pod of a request on its own host (`*.svc.localhost`): its responses are rewritten to stay there.
+    private var proxyTarget: ProxyTarget?
+    /// Gathering the service index page.
+    private var serviceIndexLoader: ServiceIndexLoader?
 
     init(connection: ClientConnection, head: HTTPRequestHead) {
         self.connection = connection
@@ -59,7 +63,8 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     private var isHead: Bool { head.method == "HEAD" }
 
-    /// Decides what to do with the request: answer locally or start the upstream exchange.
+    /// Decides what to do with the request: answer locally or start the upstream exchange. The target comes from
+    /// `RequestRouter` (Host + path, Routing/); then the filter and the cross-origin guard have their say.
     func begin() {
         guard let target = RequestTarget(head.target) else {
             keepAlive = false
@@ -70,30 +75,35 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(refusal)
             return
         }
-        if let files = shared.staticFiles, let decoded = PercentEncoding.decode(target.rawPath),
-            PathRouter.cleanPath(decoded) == decoded,
-            files.claims(path: decoded, apiPrefix: shared.router.apiPrefix)
-        {
-            respondLocally(files.respond(path: decoded, rawQuery: target.rawQuery, method: head.method, headers: head.headers))
-            return
+        let hosts = connection.context.hostClasses
+        let hostHeader = head.headers.first("host")
+        let host = target.host ?? hostHeader ?? ""
+        var hostClass = hosts.hostClass(host)
+        if target.host != nil, let hostHeader, case .invalid(let reason) = hosts.hostClass(hostHeader) {
+            hostClass = .invalid(reason)  // RFC 9112 §3.2: an invalid Host is refused even when the target overrides it
         }
-        let decision = shared.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)
-        switch decision {
+        switch shared.requestRouter.route(method: head.method, target: target, host: hostClass, headers: head.headers) {
+        case .invalidHost(let reason):
+            keepAlive = false
+            shared.logger.info("rejecting request with invalid Host", metadata: [LogKeys.connectionID: "\(connection.id)", "reason": "\(reason)"])
+            respondLocally(.invalidHost(reason))
+        case .methodNotAllowed(let method):
+            respondLocally(.methodNotAllowed(method))
+        case .staticFile(let path):
+            let files = shared.requestRouter.staticFiles
+            respondLocally(files?.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers) ?? .notFound)
         case .badRequest(let why):
             respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
         case .notFound:
             respondLocally(.notFound)
         case .redirect(let location):
             respondLocally(.movedPermanently(to: location))
-        case .forward(let upstreamTarget, let filterPath):
-            let host = target.host ?? head.headers.first("host") ?? ""
-            if let filter = connection.context.filterCache,
-                !filter.accepts(method: head.method, path: filterPath, host: host)
-            {
-                shared.logger.info("Filter rejecting \(head.method) \(filterPath) \(host)")
-                respondLocally(.forbidden)
-                return
-            }
+        case .serviceIndex:
+            guard passesFilter(path: "/", host: host, hostClass: hostClass) else { return }
+            startServiceIndex(hostClass: hostClass)
+        case .forward(let upstreamTarget, let filterPath, let proxyTarget):
+            guard passesFilter(path: filterPath, host: host, hostClass: hostClass) else { return }
+            self.proxyTarget = proxyTarget
             upstreamPath = upstreamTarget
             if head.isUpgrade {
                 startUpgrade(upstreamTarget: upstreamTarget)
@@ -101,6 +111,52 @@ final class ProxyExchange: UpstreamResponseHandler {
                 forward(upstreamTarget: upstreamTarget)
             }
         }
+    }
+
+    /// kubectl's filter, then the cross-origin guard; answers 403 and returns false when one refuses.
+    private func passesFilter(path: String, host: String, hostClass: HostClass) -> Bool {
+        guard let filter = connection.context.filterCache else { return true }
+        let authority: HostAuthority
+        switch hostClass {
+        case .ordinary(let a), .target(_, let a): authority = a
+        case .invalid: return false
+        }
+        let (verdict, origin) = filter.check(
+            method: head.method, path: path, host: host, browser: OriginGuard.Request(head), authority: authority)
+        switch (verdict, origin) {
+        case (.accept, .crossOriginAllowed(let from)):
+            shared.logger.info("Filter accepting cross-origin \(head.method) \(path) \(host) from \(from) (not readable without CORS)")
+        case (.accept, .trusted(let from)):
+            shared.logger.info("Filter accepting \(head.method) \(path) \(host) from \(from) (--accept-origins)")
+        case (.reject(.origin), .refused(_, let message)):
+            shared.logger.info("Filter rejecting \(head.method) \(path) \(host): \(message)")
+            respondLocally(.crossOriginRefused(message))
+            return false
+        case (.reject, _):
+            shared.logger.info("Filter rejecting \(head.method) \(path) \(host)")
+            respondLocally(.forbidden)
+            return false
+        default:
+            break
+        }
+        return true
+    }
+
+    /// A browser opened the proxy's root: list the services (upstream requests from this loop, with the proxy's
+    /// credentials), then answer with the page.
+    private func startServiceIndex(hostClass: HostClass) {
+        var port: String?
+        if case .ordinary(let authority) = hostClass, let p = authority.port, !p.isEmpty { port = String(p) }
+        let identity = ServiceIndexIdentity(target: shared.target)
+        let pathPrefix = shared.locationRewriter.publicPrefix
+        let loader = ServiceIndexLoader(context: connection.context, clientIP: connection.peer.ipString) { [weak self] index in
+            guard let self, !self.finished else { return }
+            self.serviceIndexLoader = nil
+            let page = ServiceIndexPage(identity: identity, index: index, proxyPort: port, pathPrefix: pathPrefix)
+            self.respondLocally(.serviceIndex(page.html()))
+        }
+        serviceIndexLoader = loader
+        loader.start()
     }
 
     private func forward(upstreamTarget: String) {
@@ -136,7 +192,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: false)
         let request = UpstreamRequest(
             method: head.method, target: upstreamPath, headers: headers, hasBody: head.hasBody)
-        let stream = connection.context.pool.start(request, handler: self)
+        let stream = connection.context.servers.start(request, handler: self)
         self.stream = stream
         guard !heldBody.isEmpty || (head.hasBody && requestComplete) else { return }
         for chunk in heldBody { stream.sendBody(chunk) }
@@ -178,7 +234,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let tlsContext = shared.target.scheme == "https" ? shared.upgradeTLSContext.withLock { $0 } : nil
         let tunnel = UpgradeTunnel(
             connection: connection, target: shared.target, tlsContext: tlsContext, method: head.method,
-            head: requestHead, early: connection.takeTunnelBytes()
+            head: requestHead, early: connection.takeTunnelBytes(), route: connection.context.servers.tunnelRoute()
         ) { [weak self] status in
             self?.responseStatus = status
         }
@@ -269,7 +325,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         responseStarted = true
         responseStatus = status
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
-        if let location = headers.first("location"), let local = shared.locationRewriter.rewrite(location) {
+        if let proxyTarget {
+            TargetResponseRewriter(target: proxyTarget, locations: shared.locationRewriter).rewrite(&headers)
+        } else if let location = headers.first("location"), let local = shared.locationRewriter.rewrite(location) {
             headers.replaceOrAdd(name: "Location", value: local)
         }
         let bodyless = isHead || status == 204 || status == 304 || (100..<200).contains(status)
@@ -413,6 +471,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     func cancel() {
         guard !finished else { return }
         finished = true
+        serviceIndexLoader?.cancel()
+        serviceIndexLoader = nil
         stream?.cancel()
         stream = nil
         logAccess(cancelled: true)

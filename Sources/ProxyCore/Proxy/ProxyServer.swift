@@ -18,6 +18,8 @@ final class SharedProxyState: Sendable {
     let target: UpstreamTarget
     let locationRewriter: LocationRewriter
     let staticFiles: StaticFiles?
+    /// Decides each request's target from its Host and path (Routing/).
+    let requestRouter: RequestRouter
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
     let http2HealthCheck: HTTP2HealthCheck
@@ -42,6 +44,7 @@ final class SharedProxyState: Sendable {
         self.target = target
         locationRewriter = LocationRewriter(target: target, router: router)
         self.staticFiles = staticFiles
+        requestRouter = RequestRouter(paths: router, staticFiles: staticFiles)
         self.upgradeKeepAlive = upgradeKeepAlive
         self.http2HealthCheck = http2HealthCheck
         self.proxy = proxy
@@ -49,13 +52,15 @@ final class SharedProxyState: Sendable {
     }
 }
 
-/// What one event loop owns: its upstream pool and its client connections. Touched only on `loop`.
+/// What one event loop owns: its upstream pool (or balancer) and its client connections. Touched only on `loop`.
 final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
     let shared: SharedProxyState
-    let pool: UpstreamPool
+    let servers: LoopServers
     /// The filter's verdicts memoized for this loop (`nil` with `--disable-filter`).
     let filterCache: RequestFilterCache?
+    /// `Host` values classified for this loop (ordinary, service/pod host, invalid).
+    let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
     /// `--accept-uids` lookups for this loop's connections (one netlink socket, opened on first use).
@@ -69,12 +74,18 @@ final class LoopContext: @unchecked Sendable {
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
-    init(loop: EventLoop, shared: SharedProxyState, target: UpstreamTarget) {
+    init(loop: EventLoop, shared: SharedProxyState, servers: LoopServers) {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        pool = UpstreamPool(
-            loop: loop, target: target, proxy: shared.proxy, logger: shared.logger, healthCheck: shared.http2HealthCheck
+        self.servers = servers
+    }
+
+    /// This loop's pool for one apiserver.
+    static func makePool(loop: EventLoop, shared: SharedProxyState, target: UpstreamTarget) -> UpstreamPool {
+        UpstreamPool(
+            loop: loop, target: target, proxy: shared.proxy, logger: shared.logger, healthCheck: shared.http2HealthCheck,
+            requestAuthority: shared.target.authority
         ) { [shared] in
             shared.tlsContext.withLock { $0 }
         }
@@ -129,7 +140,7 @@ final class LoopContext: @unchecked Sendable {
     func drain() {
         draining = true
         for c in connections.values { c.closeIfIdle() }
-        pool.shutdown()
+        servers.shutdown()
         if connections.isEmpty { signalIdle() }
     }
 
@@ -147,14 +158,21 @@ public final class ProxyServer: Sendable {
     private let listeners = Mutex<[Listener]>([])
     private let heapTrimmer = Mutex<IdleHeapTrimmer?>(nil)
     private let certificateReloader: ClientCertificateReloader?
+    /// Several apiservers (`configuration.failover`): their health, probes and discovery; nil with one server.
+    private let apiservers: APIServerSet?
 
-    /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded.
+    /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded,
+    ///   `FailoverError` for an unusable `--failover-server`.
     public init(configuration: ProxyConfiguration, logger: Logger, metrics: ProxyMetrics = ProxyMetrics()) throws {
         self.configuration = configuration
-        let target = configuration.upstream
+        let failover = configuration.failover
+        // Several apiservers: every TLS context verifies the primary's server name, whichever server it dials.
+        let serverTargets = failover.isEnabled
+            ? try FailoverConfiguration.targets(primary: configuration.upstream, failoverURLs: failover.servers) : []
+        let target = serverTargets.first ?? configuration.upstream
         let credentials = try CredentialStore(
             credentials: target.credentials, sendCredentials: target.scheme == "https",
-            execCluster: ExecClusterInfo(target: target), logger: logger)
+            execCluster: ExecClusterInfo(target: configuration.upstream), logger: logger)
         var tlsConfiguration = target.tls
         if let identity = credentials.execClientIdentity {
             tlsConfiguration.clientCertificatePEM = identity.certificate
@@ -168,7 +186,7 @@ public final class ProxyServer: Sendable {
         var proxy: UpstreamProxy?
         if let proxyURL = target.effectiveProxyURL {
             switch ProxyEndpoint.parse(proxyURL) {
-            case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: target.tls)
+            case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: configuration.upstream.tls)
             case .failure(let error): throw error
             }
         }
@@ -183,16 +201,36 @@ public final class ProxyServer: Sendable {
             upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck,
             proxy: proxy, policy: ConnectionPolicy(configuration: configuration))
         group = EventLoopGroup(count: max(1, configuration.loopCount))
+        var apiservers: APIServerSet?
+        if failover.isEnabled {
+            apiservers = APIServerSet(
+                configuration: failover, targets: serverTargets, coordinator: group.loops[0], logger: logger
+            ) { [shared] in
+                HeaderRewriter.upstreamRequestHeaders(
+                    HTTPHeaders(), clientIP: nil, credentials: shared.credentials.current, isUpgrade: false)
+            }
+        }
+        self.apiservers = apiservers
         var contexts: [ObjectIdentifier: LoopContext] = [:]
-        for loop in group.loops {
-            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, target: target)
+        for (index, loop) in group.loops.enumerated() {
+            let servers: LoopServers
+            if let apiservers {
+                let balancer = LoopBalancer(loop: loop, index: index, servers: apiservers) { [shared] server in
+                    LoopContext.makePool(loop: loop, shared: shared, target: server.target)
+                }
+                apiservers.register(balancer)
+                servers = .balanced(balancer)
+            } else {
+                servers = .single(LoopContext.makePool(loop: loop, shared: shared, target: target))
+            }
+            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, servers: servers)
         }
         self.contexts = contexts
         certificateReloader = ClientCertificateReloader(target: target, logger: logger) { [shared, contexts] main, upgrade in
             shared.tlsContext.withLock { $0 = main }
             shared.upgradeTLSContext.withLock { $0 = upgrade }
             for context in contexts.values {
-                context.loop.execute { context.pool.retireConnections() }
+                context.loop.execute { context.servers.retireConnections() }
             }
         }
         // An exec plugin's new client certificate: new connections use it, old ones drain (as for files above).
@@ -208,7 +246,7 @@ public final class ProxyServer: Sendable {
                 shared.tlsContext.withLock { $0 = context }
                 shared.upgradeTLSContext.withLock { $0 = upgradeContext }
                 for loopContext in contexts.values {
-                    loopContext.loop.execute { loopContext.pool.retireConnections() }
+                    loopContext.loop.execute { loopContext.servers.retireConnections() }
                 }
             } catch {
                 shared.logger.error("exec plugin returned a client certificate that cannot be used: \(error)")
@@ -263,6 +301,7 @@ public final class ProxyServer: Sendable {
         heapTrimmer.withLock { [policy = shared.policy] in $0 = IdleHeapTrimmer { policy.limit.count == 0 } }
         shared.credentials.startWatching()
         certificateReloader?.start()
+        apiservers?.start()
         return bound.map(\.localAddress)
     }
 
@@ -288,6 +327,7 @@ public final class ProxyServer: Sendable {
         shared.credentials.stopWatching()
         certificateReloader?.stop()
         heapTrimmer.withLock { $0?.stop() }
+        apiservers?.stop()
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)

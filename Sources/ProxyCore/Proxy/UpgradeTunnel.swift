@@ -10,7 +10,11 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     static let lowWater = 64 * 1024
 
     private unowned let connection: ClientConnection
-    private let transport: UpstreamTransport
+    private var transport: UpstreamTransport
+    private let tlsContext: TLSContext?
+    /// Several apiservers: how the server is chosen, and another one if this one cannot be reached.
+    private let route: TunnelRoute?
+    private var transportConnected = false
     private let requestHead: [UInt8]
     private var pendingToUpstream: [[UInt8]]
     private var parser: HTTP1ResponseParser?
@@ -24,12 +28,13 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     ///   - head: the request head to send (already rewritten, credentials added, `Host` first).
     ///   - early: bytes the client sent after its head (they belong to the tunnel).
     ///   - onResponse: called once with the upstream status (for the access log).
+    ///   - route: with several apiservers, picks the server (`target` is then only a placeholder).
     init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, method: String,
-         head: [UInt8], early: [UInt8], onResponse: @escaping (Int) -> Void) {
+         head: [UInt8], early: [UInt8], route: TunnelRoute? = nil, onResponse: @escaping (Int) -> Void) {
         self.connection = connection
-        transport = UpstreamTransport(
-            loop: connection.context.loop, target: target, tlsContext: tlsContext,
-            proxy: connection.context.shared.proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
+        self.tlsContext = tlsContext
+        self.route = route
+        transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext)
         requestHead = head
         pendingToUpstream = early.isEmpty ? [] : [early]
         parser = HTTP1ResponseParser(requestMethod: method)
@@ -37,7 +42,35 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         transport.delegate = self
     }
 
-    func start() { transport.connect() }
+    private static func makeTransport(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?)
+        -> UpstreamTransport
+    {
+        UpstreamTransport(
+            loop: connection.context.loop, target: target, tlsContext: tlsContext,
+            proxy: connection.context.shared.proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
+    }
+
+    func start() {
+        guard let route else {
+            transport.connect()
+            return
+        }
+        route.next(after: nil) { [weak self] in self?.dial($0) }
+    }
+
+    /// Connects to the server the route picked, or answers its failure.
+    private func dial(_ choice: Result<UpstreamTarget, UpstreamFailure>) {
+        guard !finished else { return }
+        switch choice {
+        case .success(let target):
+            transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext)
+            transport.delegate = self
+            transport.connect()
+        case .failure(let failure):
+            finished = true
+            connection.upgradeFailed(failure)
+        }
+    }
 
     // MARK: client → upstream
 
@@ -80,6 +113,8 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     // MARK: UpstreamTransportDelegate
 
     func transportDidConnect(_ transport: UpstreamTransport, alpn: String?) {
+        transportConnected = true
+        route?.connected()
         transport.write(requestHead)
         for chunk in pendingToUpstream { transport.write(chunk) }
         pendingToUpstream = []
@@ -142,6 +177,11 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
+        if !transportConnected, !finished, let route, let failure {
+            // Nothing was sent (the head goes out once connected): try another server.
+            route.next(after: failure) { [weak self] in self?.dial($0) }
+            return
+        }
         if relayingFailure, !finished, var parser {
             // A refusal without a length ends with the connection.
             if let events = try? parser.finish() {

@@ -37,7 +37,7 @@ final class HTTP1UpstreamConnection {
         outstanding = 0
         responseKeepAlive = true
         requestComplete = !stream.request.hasBody
-        var headers = HTTPHeaders([("Host", pool.target.authority)])
+        var headers = HTTPHeaders([("Host", pool.requestAuthority)])
         for field in stream.request.headers.fields { headers.add(name: field.name, value: field.value) }
         chunkedRequestBody = stream.request.hasBody && !headers.contains("content-length")
         if chunkedRequestBody { headers.add(name: "Transfer-Encoding", value: "chunked") }
@@ -109,7 +109,7 @@ final class HTTP1UpstreamConnection {
                 if head.version == .http1_0 || head.headers.tokens("connection").contains("close") {
                     responseKeepAlive = false
                 }
-                stream.handler?.upstreamDidReceiveHead(status: head.status, headers: head.headers)
+                stream.receivedHead(status: head.status, headers: head.headers)
             case .body(let slice):
                 guard let handler = stream.handler else { continue }  // detached: nothing to deliver
                 outstanding += slice.count
@@ -160,7 +160,8 @@ final class HTTP1UpstreamConnection {
                 if case .finished = stream.state { return }
             }
         }
-        stream.state = .finished
-        stream.handler?.upstreamDidFail(failure ?? .badGateway("the apiserver closed the connection"))
+        stream.fail(
+            failure ?? .badGateway("the apiserver closed the connection"),
+            at: stream.responseStarted ? .final : .lostBeforeResponse)
     }
 }

@@ -47,11 +47,10 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         let id: Int32
         do {
             id = try session.submitRequest(
-                method: request.method, scheme: pool.target.scheme, authority: pool.target.authority,
+                method: request.method, scheme: pool.target.scheme, authority: pool.requestAuthority,
                 path: request.target, headers: request.headers, hasBody: hasBody)
         } catch {
-            stream.state = .finished
-            stream.handler?.upstreamDidFail(.badGateway("cannot open HTTP/2 stream: \(error)"))
+            stream.fail(.badGateway("cannot open HTTP/2 stream: \(error)"), at: .notSent)
             return false
         }
         streams[id] = stream
@@ -171,9 +170,14 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         let orphans = streams
         streams.removeAll()
         let reason = failure ?? .badGateway("the apiserver closed the connection")
-        for (_, stream) in orphans.sorted(by: { $0.key < $1.key }) {
-            stream.state = .finished
-            stream.handler?.upstreamDidFail(reason)
+        for (id, stream) in orphans.sorted(by: { $0.key < $1.key }) {
+            let point: UpstreamFailurePoint
+            if stream.responseStarted {
+                point = .final
+            } else {
+                point = session.requestWasSent(stream: id) ? .lostBeforeResponse : .notSent
+            }
+            stream.fail(reason, at: point)
         }
     }
 
@@ -191,6 +195,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         guard !isClosed, let readIdle = pool.healthCheck.readIdle else { return }
         let pingTimeout = pool.healthCheck.pingTimeout
         if pingOutstanding {
+            pool.connectionMissedPing(self)
             close(failure: .badGateway("the apiserver did not answer a PING within \(pingTimeout)"))
             return
         }
@@ -210,7 +215,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     // MARK: HTTP2SessionDelegate
 
     func session(_ s: HTTP2Session, didReceiveResponseHead status: Int, headers: HTTPHeaders, stream: Int32) {
-        streams[stream]?.handler?.upstreamDidReceiveHead(status: status, headers: headers)
+        streams[stream]?.receivedHead(status: status, headers: headers)
     }
 
     func session(_ s: HTTP2Session, didReceiveData bytes: [UInt8], stream: Int32) {
@@ -233,9 +238,11 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     func session(_ s: HTTP2Session, streamDidClose stream: Int32, errorCode: UInt32) {
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
-        upstream.state = .finished
         let name = HTTP2ErrorCode.name(errorCode)
-        upstream.handler?.upstreamDidFail(.badGateway("the apiserver reset the stream (\(name))"))
+        // REFUSED_STREAM: the server did not process it (RFC 9113 §8.7), so it may go elsewhere.
+        upstream.fail(
+            .badGateway("the apiserver reset the stream (\(name))"),
+            at: errorCode == HTTP2ErrorCode.refusedStream && !upstream.responseStarted ? .notSent : .final)
         pool.streamFinished(on: self)
     }
 

@@ -14,6 +14,10 @@ import Logging
 ///   connection attempt: when one fails, a request it was opened for fails with it instead of opening another
 ///   (issue 12: with an HTTP/1.1 upstream killed under load, every failed connect used to open a replacement for
 ///   the still-waiting requests, a connect storm that answered nobody until the clients gave up).
+///
+/// With several apiservers there is one pool per server per loop, under a `LoopBalancer` (its `observer`): the pool
+/// reports connection outcomes to it and leaves backoff to it, and failed streams go back to it (see
+/// `UpstreamStream.fail(_:at:)`).
 final class UpstreamPool: UpstreamTransportDelegate {
     static let idleTimeout: Duration = .seconds(90)  // client-go's IdleConnTimeout
     static let initialBackoff: UInt64 = 100_000_000
@@ -46,14 +50,20 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var shuttingDown = false
     /// Connections set up, or HTTP/1.1 connections busy, when the TLS identity changed: they carry no new request.
     private var retired: Set<ObjectIdentifier> = []
+    /// The balancer above this pool (several apiservers); nil with one server.
+    weak var observer: (any UpstreamPoolObserver)?
+    /// `:authority` / `Host` sent: the cluster server's, also when this pool dials another apiserver of it.
+    let requestAuthority: String
 
     init(
         loop: EventLoop, target: UpstreamTarget, proxy: UpstreamProxy? = nil, logger: Logger,
         healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(),
+        requestAuthority: String? = nil,
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
     ) {
         self.loop = loop
         self.target = target
+        self.requestAuthority = requestAuthority ?? target.authority
         self.healthCheck = healthCheck
         self.logger = logger
         self.tlsContextProvider = tlsContextProvider
@@ -64,7 +74,9 @@ final class UpstreamPool: UpstreamTransportDelegate {
     func start(_ request: UpstreamRequest, handler: any UpstreamResponseHandler) -> UpstreamStream {
         let stream = UpstreamStream(request: request, handler: handler)
         let now = DispatchTime.now().uptimeNanoseconds
-        if now < unavailableUntil, let lastFailure, connecting.isEmpty, http2.isEmpty, idleHTTP1.isEmpty {
+        if now < unavailableUntil, let lastFailure, connecting.isEmpty, http2.isEmpty, idleHTTP1.isEmpty,
+            observer == nil  // with a balancer, backoff is its business
+        {
             stream.state = .finished
             let box = LoopBound(stream)
             loop.execute {
@@ -72,9 +84,31 @@ final class UpstreamPool: UpstreamTransportDelegate {
             }
             return stream
         }
+        enqueue(stream)
+        return stream
+    }
+
+    /// Takes a `waiting` stream (new, or sent again by the balancer) to a connection.
+    func enqueue(_ stream: UpstreamStream) {
         waiting.append(stream)
         dispatchWaiting()
-        return stream
+    }
+
+    /// Streams waiting for, or carried by, this pool's connections: the balancer's measure of load.
+    var openStreams: Int {
+        var count = waiting.count + http1.count - idleHTTP1.count
+        for connection in http2 { count += connection.streamCount }
+        return count
+    }
+
+    /// Whether any connection is open or being set up.
+    var hasConnections: Bool { !connecting.isEmpty || !http2.isEmpty || !http1.isEmpty }
+
+    /// Opens a connection to learn whether the server answers (the balancer's probe); the outcome reaches the
+    /// observer. Nothing happens while one is being set up already: its outcome answers the same question.
+    func openProbeConnection() {
+        guard connecting.isEmpty else { return }
+        openConnection()
     }
 
     /// Assigns waiting streams to connections, opening connections as needed. While connecting is backing off
@@ -88,7 +122,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
                 for stream in failed {
                     stream.state = .finished
                     let box = LoopBound(stream)
-                    loop.execute { box.value.handler?.upstreamDidFail(failure) }
+                    loop.execute { box.value.fail(failure, at: .notSent) }
                 }
             }
         }
@@ -119,7 +153,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
             }
             let waitingCount = waiting.count(where: { if case .waiting = $0.state { return true } else { return false } })
             if waitingCount > covered {
-                if lastFailure != nil && DispatchTime.now().uptimeNanoseconds < unavailableUntil {
+                if lastFailure != nil, DispatchTime.now().uptimeNanoseconds < unavailableUntil, observer == nil {
                     // Backing off: the newest uncovered streams fail now rather than wait for a connection that
                     // nobody is opening (or open one per failure, in a storm).
                     failed += takeNewestWaiting(waitingCount - covered)
@@ -168,8 +202,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         waiting.removeAll()
         for stream in streams {
             if case .finished = stream.state { continue }
-            stream.state = .finished
-            stream.handler?.upstreamDidFail(failure)
+            stream.fail(failure, at: .notSent)
         }
     }
 
@@ -211,6 +244,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
             idleHTTP1.append(connection)
             logger.debug("upstream HTTP/1.1 connection \(nextID) to \(target.authority) ready")
         }
+        observer?.poolDidConnect(self)
         dispatchWaiting()
         scheduleIdleCheck()
     }
@@ -249,7 +283,9 @@ final class UpstreamPool: UpstreamTransportDelegate {
                 connectFailureLoggedAt = now
                 unloggedConnectFailures = 0
             }
-            if connecting.isEmpty && http2.isEmpty && http1.isEmpty {
+            observer?.pool(self, didFailToConnect: failure)
+            // With a balancer, the waiting streams go back to it (this server is now unhealthy).
+            if observer != nil || (connecting.isEmpty && http2.isEmpty && http1.isEmpty) {
                 failWaiting(failure)
             } else {
                 dispatchWaiting()
@@ -296,6 +332,16 @@ final class UpstreamPool: UpstreamTransportDelegate {
     /// body (safe to replay); the others fail with 503.
     func connectionIsGoingAway(_ connection: HTTP2UpstreamConnection, refused: [UpstreamStream]) {
         logger.info("upstream HTTP/2 connection \(connection.id) got GOAWAY; new requests use a new connection")
+        if let observer {
+            // Several apiservers: the refused streams never reached this one; the balancer sends them elsewhere.
+            // A GOAWAY on a connection with nothing in flight is a server closing an idle connection: no news.
+            observer.poolReceivedGoAway(self, idle: connection.streamCount == 0 && refused.isEmpty)
+            for stream in refused {
+                stream.fail(.unavailable("the apiserver refused the stream (GOAWAY)"), at: .notSent)
+            }
+            dispatchWaiting()
+            return
+        }
         for stream in refused {
             if !stream.request.hasBody {
                 stream.state = .waiting
@@ -306,6 +352,11 @@ final class UpstreamPool: UpstreamTransportDelegate {
             }
         }
         dispatchWaiting()
+    }
+
+    /// A connection's PING went unanswered; it is being closed.
+    func connectionMissedPing(_ connection: HTTP2UpstreamConnection) {
+        observer?.pool(self, missedPingOn: connection.id)
     }
 
     // MARK: idle connections
@@ -360,4 +411,12 @@ final class UpstreamPool: UpstreamTransportDelegate {
         idleTimer?.cancel()
         idleTimer = nil
     }
+}
+
+/// Hears how a pool's connections fare (the balancer, which keeps the servers' health).
+protocol UpstreamPoolObserver: AnyObject {
+    func poolDidConnect(_ pool: UpstreamPool)
+    func pool(_ pool: UpstreamPool, didFailToConnect failure: UpstreamFailure)
+    func poolReceivedGoAway(_ pool: UpstreamPool, idle: Bool)
+    func pool(_ pool: UpstreamPool, missedPingOn connection: Int)
 }

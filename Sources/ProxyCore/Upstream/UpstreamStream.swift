@@ -10,6 +10,24 @@ struct UpstreamRequest: Sendable {
     var hasBody: Bool
 }
 
+/// How far a failed exchange got, which decides whether it may be sent again (to another apiserver).
+enum UpstreamFailurePoint: Equatable {
+    /// Nothing of the request reached the apiserver: the connection or TLS setup failed, the server refused the
+    /// stream (REFUSED_STREAM, or above a GOAWAY's last stream id), or its HEADERS never left proxyd. Safe to send
+    /// again whatever the method.
+    case notSent
+    /// The request went out, then the connection to the apiserver was lost before the response head.
+    case lostBeforeResponse
+    /// Anything else (the response had started, the server reset the stream, proxyd is stopping): never resent.
+    case final
+}
+
+/// Takes back a failed stream that may be sent again (`LoopBalancer`, with several apiservers).
+protocol UpstreamStreamRerouter: AnyObject {
+    /// - Returns: true when the stream will be sent again (its handler hears nothing of this failure).
+    func reroute(_ stream: UpstreamStream, after failure: UpstreamFailure, at point: UpstreamFailurePoint) -> Bool
+}
+
 /// Receives one exchange's upstream events, always on the owning loop.
 protocol UpstreamResponseHandler: AnyObject {
     func upstreamDidReceiveHead(status: Int, headers: HTTPHeaders)
@@ -48,6 +66,25 @@ final class UpstreamStream {
     /// Whether the client was told to pause because the body queue was full.
     var bodyPaused = false
 
+    // Several apiservers only (set by `LoopBalancer`; with one server none of this is used).
+    /// Where failures that leave the request replayable go instead of the handler.
+    weak var rerouter: (any UpstreamStreamRerouter)?
+    /// The balancer's id of the server this attempt went to.
+    var serverID = 0
+    /// How often the request was sent again after `notSent` failures, and whether the one resend after a
+    /// `lostBeforeResponse` was used.
+    var resends = 0
+    var resentAfterLoss = false
+    /// Body chunks already handed to a connection, kept (by reference, not copied) so the request can be sent
+    /// again; nil when not kept or once more than `replayLimit` bytes went out.
+    private var replayBody: [[UInt8]]?
+    private var replayBytes = 0
+    private var replayEnded = false
+    /// Largest request body kept for a resend: the body queue's own bound, so memory per stream at most doubles.
+    static let replayLimit = bodyHighWater
+    /// The response head arrived.
+    private(set) var responseStarted = false
+
     init(request: UpstreamRequest, handler: any UpstreamResponseHandler) {
         self.request = request
         self.handler = handler
@@ -61,8 +98,10 @@ final class UpstreamStream {
             pendingBody.append(bytes)
             pendingBodyBytes += bytes.count
         case .http2(let connection, let id):
+            if replayBody != nil { keepForReplay(bytes) }
             connection.sendBody(bytes, stream: id)
         case .http1(let connection):
+            if replayBody != nil { keepForReplay(bytes) }
             connection.sendBody(bytes)
         case .finished:
             break
@@ -72,8 +111,12 @@ final class UpstreamStream {
     func endBody() {
         switch state {
         case .waiting: pendingEnd = true
-        case .http2(let connection, let id): connection.endBody(stream: id)
-        case .http1(let connection): connection.endBody()
+        case .http2(let connection, let id):
+            replayEnded = true
+            connection.endBody(stream: id)
+        case .http1(let connection):
+            replayEnded = true
+            connection.endBody()
         case .finished: break
         }
     }
@@ -118,9 +161,61 @@ final class UpstreamStream {
     /// Hands over what was queued while waiting; called once a connection took the stream.
     func takePendingBody() -> (chunks: [[UInt8]], ended: Bool) {
         let out = (pendingBody, pendingEnd)
+        if replayBody != nil {
+            for chunk in pendingBody { keepForReplay(chunk) }
+            replayEnded = pendingEnd
+        }
         pendingBody = []
         pendingBodyBytes = 0
         return out
+    }
+
+    // MARK: outcome, as reported by connections and pools
+
+    /// The final response head arrived: hand it on. From now on the exchange is never sent again.
+    func receivedHead(status: Int, headers: HTTPHeaders) {
+        responseStarted = true
+        if replayBody != nil { replayBody = nil }
+        handler?.upstreamDidReceiveHead(status: status, headers: headers)
+    }
+
+    /// The exchange failed at `point`: its rerouter may send it again, else the handler hears of it.
+    func fail(_ failure: UpstreamFailure, at point: UpstreamFailurePoint) {
+        state = .finished
+        if point != .final, let rerouter, rerouter.reroute(self, after: failure, at: point) { return }
+        handler?.upstreamDidFail(failure)
+    }
+
+    // MARK: resending (several apiservers)
+
+    /// Starts keeping the body chunks that go out, so the request can be sent again.
+    func keepBodyForReplay() {
+        if request.hasBody { replayBody = [] }
+    }
+
+    /// Whether everything needed to send the request again is at hand.
+    var isReplayable: Bool { !responseStarted && (!request.hasBody || replayBody != nil) }
+
+    /// Back to `waiting`, with the body sent so far queued again in front of what has not been sent yet.
+    func prepareForResend() {
+        state = .waiting
+        if let replayBody, !replayBody.isEmpty {
+            pendingBody = replayBody + pendingBody
+            pendingBodyBytes += replayBytes
+        }
+        pendingEnd = pendingEnd || replayEnded
+        if replayBody != nil { replayBody = [] }
+        replayBytes = 0
+        replayEnded = false
+    }
+
+    private func keepForReplay(_ chunk: [UInt8]) {
+        replayBytes += chunk.count
+        if replayBytes > Self.replayLimit {
+            replayBody = nil
+        } else {
+            replayBody?.append(chunk)
+        }
     }
 
     func checkBodyDrained() {

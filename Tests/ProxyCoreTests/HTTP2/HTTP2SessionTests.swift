@@ -271,6 +271,20 @@ import Testing
         #expect(!client.wantsReadOrWrite)
     }
 
+    /// What the balancer asks when a connection is lost: did a stream's HEADERS leave proxyd?
+    @Test func requestWasSentOnceItsHeadersAreSerialised() throws {
+        let client = try makeClient(RecordingSessionDelegate())
+        let first = try get(client)
+        #expect(!client.requestWasSent(stream: first))
+        _ = client.takeOutput(max: 1 << 20)
+        #expect(client.requestWasSent(stream: first))
+        let second = try get(client, "/api/v1/namespaces")
+        #expect(!client.requestWasSent(stream: second))
+        #expect(client.requestWasSent(stream: first))
+        _ = client.takeOutput(max: 1 << 20)
+        #expect(client.requestWasSent(stream: second))
+    }
+
     @Test func pingIsAcknowledged() throws {
         let delegate = RecordingSessionDelegate()
         let client = try makeClient(delegate)
