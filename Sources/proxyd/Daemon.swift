@@ -9,7 +9,7 @@ enum Daemon {
     /// Never returns on success (runs the Dispatch main loop until a signal stops the process).
     static func run(configuration: ProxyConfiguration, logger: Logger) throws(StartupError) -> Never {
         signal(SIGPIPE, SIG_IGN)
-        raiseOpenFileLimit()
+        raiseOpenFileLimit(configuration: configuration, logger: logger)
         let server: ProxyServer
         let addresses: [SocketAddress]
         do {
@@ -19,6 +19,9 @@ enum Daemon {
             throw StartupError(message: listenErrorMessage(error, listen: configuration.listen))
         } catch {
             throw StartupError(message: "\(error)")
+        }
+        if let warning = ListenerExposure.warning(for: addresses) {
+            logger.warning("\(warning)")
         }
         if let expiry = server.authProviderTokenExpiry {
             logger.warning(
@@ -64,6 +67,18 @@ enum Daemon {
         withExtendedLifetime((sources, watchdog)) {
             dispatchMain()
         }
+    }
+
+    /// Go raises the soft open-file limit to the hard one at start; so does proxyd (before the default
+    /// `--max-connections` is derived from it).
+    private static func raiseOpenFileLimit(configuration: ProxyConfiguration, logger: Logger) {
+        let (before, after, error) = OpenFileLimit.raiseSoftToHard()
+        if let error {
+            logger.warning("cannot raise the open-file limit from \(before.soft) to \(before.hard): \(error)")
+        }
+        let raised = after.soft != before.soft ? " (raised from \(before.soft))" : ""
+        logger.notice(
+            "open-file limit \(after.soft)\(raised), hard limit \(after.hard); --max-connections \(configuration.effectiveMaxConnections)")
     }
 
     private static func stop(server: ProxyServer, logger: Logger, signalName: String) {

@@ -280,20 +280,3 @@ public func setTCPKeepAlive(fd: Int32, idle: Duration) throws(IOError) {
     try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPINTVL, value: seconds)
     try Posix.setsockopt(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_KEEPCNT, value: 3)
 }
-
-/// Raises this process's soft limit on open files to its hard limit, as Go programs (kubectl proxy among them) do
-/// at start-up: every client connection and every watch costs a descriptor, and the usual soft limit of 1024 would
-/// cap proxyd far below what it can serve.
-/// - Returns: the soft limit now in force (`nil` if it could not be read).
-@discardableResult
-public func raiseOpenFileLimit() -> Int? {
-    var limit = rlimit()
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    guard getrlimit(resource, &limit) == 0 else { return nil }
-    if limit.rlim_cur < limit.rlim_max {
-        var raised = limit
-        raised.rlim_cur = limit.rlim_max
-        if setrlimit(resource, &raised) == 0 { limit = raised }
-    }
-    return Int(clamping: limit.rlim_cur)
-}

@@ -25,11 +25,13 @@ final class SharedProxyState: Sendable {
     let http2HealthCheck: HTTP2HealthCheck
     /// The cluster's `proxy-url`, for every upstream connection (pooled and upgrades).
     let proxy: UpstreamProxy?
+    /// Who may connect, how many at once, for how long; `--read-only`.
+    let policy: ConnectionPolicy
 
     init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
          metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
          target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?,
-         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?) {
+         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?, policy: ConnectionPolicy) {
         self.router = router
         self.filter = filter
         self.credentials = credentials
@@ -46,6 +48,7 @@ final class SharedProxyState: Sendable {
         self.upgradeKeepAlive = upgradeKeepAlive
         self.http2HealthCheck = http2HealthCheck
         self.proxy = proxy
+        self.policy = policy
     }
 }
 
@@ -60,6 +63,14 @@ final class LoopContext: @unchecked Sendable {
     let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
+    /// `--accept-uids` lookups for this loop's connections (one netlink socket, opened on first use).
+    let peerOwners = PeerOwnerLookup()
+    /// Connections refused over `--max-connections` that are still being closed.
+    var lingeringRefusals = 0
+    /// Refusals over `--max-connections` not yet logged, and when the last log line was written (at most one
+    /// line per burst and per 10 s).
+    var overCapacityRefusals = 0
+    var overCapacityLoggedAt: UInt64 = 0
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
@@ -102,16 +113,19 @@ final class LoopContext: @unchecked Sendable {
             try? Posix.close(fd: fd)
             return
         }
+        guard let admission = admit(fd: fd, peer: peer) else { return }
         nextConnectionID += 1
         let socket = StreamConnection(fd: fd, loop: loop)
         let connection = ClientConnection(socket: socket, peer: peer, context: self, id: nextConnectionID)
+        connection.refusal = admission.refusal
         connection.start()
     }
 
     func register(_ c: ClientConnection) { connections[ObjectIdentifier(c)] = c }
 
     func unregister(_ c: ClientConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(c))
+        guard connections.removeValue(forKey: ObjectIdentifier(c)) != nil else { return }
+        shared.policy.limit.release()
         if draining && connections.isEmpty { signalIdle() }
     }
 
@@ -142,6 +156,7 @@ public final class ProxyServer: Sendable {
     private let group: EventLoopGroup
     private let contexts: [ObjectIdentifier: LoopContext]
     private let listeners = Mutex<[Listener]>([])
+    private let heapTrimmer = Mutex<IdleHeapTrimmer?>(nil)
     private let certificateReloader: ClientCertificateReloader?
     /// Several apiservers (`configuration.failover`): their health, probes and discovery; nil with one server.
     private let apiservers: APIServerSet?
@@ -184,7 +199,7 @@ public final class ProxyServer: Sendable {
             upgradeTLSContext: upgradeTLSContext, target: target,
             staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
             upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck,
-            proxy: proxy)
+            proxy: proxy, policy: ConnectionPolicy(configuration: configuration))
         group = EventLoopGroup(count: max(1, configuration.loopCount))
         var apiservers: APIServerSet?
         if failover.isEnabled {
@@ -263,12 +278,15 @@ public final class ProxyServer: Sendable {
                 bound.append(try Listener.bindTCP(host: address, port: port))
             }
         case .unix(let path):
-            bound.append(try Listener.bindUnix(path: path))
+            // Other users can only reach the --accept-uids check if the socket file lets them connect.
+            let mode: UInt32 = configuration.acceptUIDs.acceptsOtherUsers ? 0o666 : 0o700
+            bound.append(try Listener.bindUnix(path: path, mode: mode))
         case .inherited(let fds):
             for fd in fds { bound.append(try Listener(inheritedFD: fd)) }
         }
         let contexts = self.contexts
         for listener in bound {
+            shared.policy.watchDescriptorExhaustion(of: listener, logger: shared.logger)
             listener.start(group: group) { fd, peer, loop in
                 guard let context = contexts[ObjectIdentifier(loop)] else {
                     try? Posix.close(fd: fd)
@@ -280,6 +298,7 @@ public final class ProxyServer: Sendable {
             }
         }
         listeners.withLock { $0 = bound }
+        heapTrimmer.withLock { [policy = shared.policy] in $0 = IdleHeapTrimmer { policy.limit.count == 0 } }
         shared.credentials.startWatching()
         certificateReloader?.start()
         apiservers?.start()
@@ -307,6 +326,7 @@ public final class ProxyServer: Sendable {
         }
         shared.credentials.stopWatching()
         certificateReloader?.stop()
+        heapTrimmer.withLock { $0?.stop() }
         apiservers?.stop()
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.

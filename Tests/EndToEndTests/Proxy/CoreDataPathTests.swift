@@ -135,6 +135,22 @@ struct CoreDataPathTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(active == 0)
+        // Half-closed: a watcher cannot be told from a gone client, so this one ends too (as with kubectl proxy);
+        // other requests go on for a half-closed client (ClientLimitsTests).
+        let halfClosed = try RawClient(port: h.proxy.port)
+        halfClosed.send("GET /api/v1/namespaces/default/pods?watch=true HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(halfClosed.read(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        for _ in 0..<100 where active != 1 {
+            active = h.standIn.stats.activeWatches
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(active == 1)
+        halfClosed.shutdownWrite()
+        for _ in 0..<200 where active != 0 {
+            active = h.standIn.stats.activeWatches
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(active == 0)
         await h.stop()
     }
 
