@@ -185,6 +185,11 @@ public struct ByteBuffer: @unchecked Sendable {
         return storage.bytes.load(fromByteOffset: reader + offset, as: UInt8.self)
     }
 
+    /// The offset (from the reader index) of the first readable byte equal to `byte`.
+    public func firstIndex(of byte: UInt8) -> Int? {
+        withUnsafeReadableBytes { $0.firstIndex(of: byte) }
+    }
+
     /// A copy of the readable bytes as an array.
     public var readableBytesArray: [UInt8] {
         withUnsafeReadableBytes { Array($0) }

@@ -76,6 +76,39 @@ public struct HTTP1ResponseParser: Sendable {
         }
     }
 
+    /// Parses `buffer` as `feed(_:)` does, without copying body bytes: they come out as slices of `buffer`. Only
+    /// the head and chunked framing are copied, a line at a time, for parsing.
+    /// - Throws: as `feed(_:)`.
+    public mutating func feed(_ buffer: ByteBuffer) throws(HTTP1Error) -> [HTTP1ResponseBufferEvent] {
+        var input = buffer
+        var events: [HTTP1ResponseBufferEvent] = []
+        while !input.isEmpty {
+            if case .body = state, bodyDecoder.dataBytesAhead > 0 {
+                let count = min(bodyDecoder.dataBytesAhead, input.readableBytes)
+                receivedBytes = true
+                events.append(.body(input.readSlice(length: count)))
+                if bodyDecoder.skipData(count) {
+                    messageEnded()
+                    events.append(.end)
+                }
+                continue
+            }
+            // The head, chunk framing or trailers: one line at a time, so the body bytes after it stay in `input`.
+            // In the terminal states (`remaining` bytes, failed) everything left goes in at once.
+            var count = input.readableBytes
+            switch state {
+            case .statusLine, .fields, .body:
+                if let lf = input.firstIndex(of: ASCII.lf) { count = lf + 1 }
+            case .tunnel, .done, .finished, .failed:
+                break
+            }
+            let piece = input.readSlice(length: count).readableBytesArray
+            // Heads, ends and (in the terminal states) nothing else: body bytes never reach this `feed`.
+            events += try feed(piece[...]).map(HTTP1ResponseBufferEvent.init)
+        }
+        return events
+    }
+
     /// Call when the upstream closed its side.
     /// - Returns: `.end` when it completes a read-until-close body, else nothing.
     /// - Throws: 502 when the upstream closed before or in the middle of a response.
@@ -167,6 +200,10 @@ public struct HTTP1ResponseParser: Sendable {
 
     private mutating func endMessage(_ events: inout [HTTP1ResponseEvent]) {
         events.append(.end)
+        messageEnded()
+    }
+
+    private mutating func messageEnded() {
         connectionReusable = head.keepAlive
         state = .done
     }

@@ -218,6 +218,33 @@ struct HTTP1BodyDecoder: Sendable {
         return false
     }
 
+    /// How many of the next input bytes are body data that decoding passes on unexamined (the rest of a
+    /// `Content-Length` body or of a chunk, or `Int.max` until close); 0 when framing (a chunk-size line, CRLF,
+    /// trailers) comes next or the body is complete.
+    var dataBytesAhead: Int {
+        switch mode {
+        case .length(let n), .chunkData(let n): n
+        case .untilClose: Int.max
+        case .chunkSize, .chunkDataCR, .chunkDataLF, .trailers, .done: 0
+        }
+    }
+
+    /// Takes `count` (at most `dataBytesAhead`) body bytes without looking at them, as `decode` would.
+    /// - Returns: true when that completes the body.
+    mutating func skipData(_ count: Int) -> Bool {
+        precondition(count >= 0 && count <= dataBytesAhead, "HTTP1BodyDecoder.skipData beyond the data ahead")
+        switch mode {
+        case .length(let n):
+            mode = count == n ? .done : .length(n - count)
+            return count == n
+        case .chunkData(let n):
+            mode = count == n ? .chunkDataCR : .chunkData(n - count)
+            return false
+        default:
+            return false
+        }
+    }
+
     /// Consumes body bytes from `input[index...]`, passing decoded data to `body`.
     /// - Returns: true once the body is complete; false only after consuming all of `input`.
     mutating func decode(

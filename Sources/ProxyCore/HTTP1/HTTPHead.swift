@@ -106,6 +106,23 @@ public enum HTTP1ResponseEvent: Sendable, Equatable {
     case end
 }
 
+/// `HTTP1ResponseParser.feed(_:)` for a `ByteBuffer`: the same events, with body bytes as slices of that buffer.
+public enum HTTP1ResponseBufferEvent: Sendable, Equatable {
+    case head(HTTPResponseHead)
+    /// A piece of the body, decoded from any chunked framing; shares the storage of the buffer passed to `feed`.
+    case body(ByteBuffer)
+    case end
+
+    /// The same event; body bytes copied into a buffer of their own.
+    init(_ event: HTTP1ResponseEvent) {
+        switch event {
+        case .head(let head): self = .head(head)
+        case .body(let bytes): self = .body(ByteBuffer(bytes: bytes))
+        case .end: self = .end
+        }
+    }
+}
+
 func connectionKeepAlive(version: HTTPVersion, headers: HTTPHeaders) -> Bool {
     let tokens = headers.tokens("connection")
     if tokens.contains("close") { return false }

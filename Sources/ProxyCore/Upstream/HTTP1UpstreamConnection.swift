@@ -89,9 +89,9 @@ final class HTTP1UpstreamConnection {
             close()
             return
         }
-        let events: [HTTP1ResponseEvent]
+        let events: [HTTP1ResponseBufferEvent]
         do {
-            events = try parser.feed(bytes.readableBytesArray[...])
+            events = try parser.feed(bytes)  // body bytes as slices of `bytes`: no copy
         } catch {
             self.parser = parser
             close(failure: .badGateway("invalid HTTP/1.1 response from the apiserver: \(error)"))
@@ -101,7 +101,7 @@ final class HTTP1UpstreamConnection {
         deliver(events, to: stream)
     }
 
-    private func deliver(_ events: [HTTP1ResponseEvent], to stream: UpstreamStream) {
+    private func deliver(_ events: [HTTP1ResponseBufferEvent], to stream: UpstreamStream) {
         for event in events {
             guard current === stream else { return }
             switch event {
@@ -112,8 +112,8 @@ final class HTTP1UpstreamConnection {
                 stream.receivedHead(status: head.status, headers: head.headers)
             case .body(let slice):
                 guard let handler = stream.handler else { continue }  // detached: nothing to deliver
-                outstanding += slice.count
-                handler.upstreamDidReceiveBody(ByteBuffer(bytes: slice))
+                outstanding += slice.readableBytes
+                handler.upstreamDidReceiveBody(slice)
                 if !readPaused && outstanding > Self.readHighWater {
                     readPaused = true
                     transport.pauseReading()
@@ -155,7 +155,7 @@ final class HTTP1UpstreamConnection {
             if let events = try? parser.finish() {
                 self.parser = nil
                 current = stream
-                deliver(events, to: stream)
+                deliver(events.map(HTTP1ResponseBufferEvent.init), to: stream)  // `.end` of a read-until-close body
                 current = nil
                 if case .finished = stream.state { return }
             }

@@ -162,6 +162,44 @@ struct HTTP1ResponseParserTests {
         #expect(mismatches.isEmpty, "\(mismatches.prefix(3))")
     }
 
+    @Test("fed as ByteBuffers: the same events however they are split", arguments: validResponses)
+    func validFixtureFromBuffers(_ fixture: ResponseFixture) {
+        let parser = BufferFedResponseParser(parser: HTTP1ResponseParser(requestMethod: fixture.method))
+        let (whole, mismatches) = outcomesForAllSplits(parser, bytes(fixture.raw))
+        #expect(whole.error == nil)
+        #expect(whole.events == fixture.expected)
+        #expect(whole.remaining == bytes(fixture.remaining))
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(3))")
+    }
+
+    @Test("fed as ByteBuffers: rejections are 502 as well", arguments: rejectedResponses)
+    func rejectionFromBuffers(_ c: RejectionCase) {
+        let parser = BufferFedResponseParser(parser: HTTP1ResponseParser(requestMethod: "GET"))
+        let whole = run(parser, c.raw, cuts: [], finish: false)
+        #expect(whole.error?.status == c.status, "\(whole)")
+        let bytewise = run(parser, c.raw, cuts: Array(0..<c.raw.count), finish: false)
+        #expect(bytewise.error == whole.error)
+    }
+
+    /// The body of a Content-Length or chunked response comes out as slices of the buffer fed, not copies.
+    @Test(arguments: [
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\n0123456789",
+    ])
+    func bodyBytesShareTheFedBuffer(raw: String) throws {
+        var parser = HTTP1ResponseParser(requestMethod: "GET")
+        var input = ByteBuffer(capacity: 4096)
+        input.writeBytes(Array(raw.utf8))
+        let events = try parser.feed(input)
+        var body: [UInt8] = []
+        for case .body(let slice) in events {
+            #expect(slice.storageCapacity == 4096, "copied: \(slice)")
+            body += slice.readableBytesArray
+        }
+        #expect(String(decoding: body, as: UTF8.self) == "0123456789")
+    }
+
     @Test("connection reuse", arguments: validResponses)
     func reusable(_ fixture: ResponseFixture) throws {
         var parser = HTTP1ResponseParser(requestMethod: fixture.method)

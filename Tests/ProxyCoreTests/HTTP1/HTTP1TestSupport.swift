@@ -70,6 +70,27 @@ extension HTTP1ResponseParser: ParserUnderTest {
     }
 }
 
+/// The response parser fed through `feed(_: ByteBuffer)` (body bytes as slices of the buffer, framing a line at a time).
+struct BufferFedResponseParser: ParserUnderTest {
+    var parser: HTTP1ResponseParser
+
+    mutating func feedNormalized(_ bytes: ArraySlice<UInt8>) throws(HTTP1Error) -> [NormalizedEvent] {
+        try parser.feed(ByteBuffer(bytes: bytes)).map {
+            switch $0 {
+            case .head(let h): .response(h)
+            case .body(let b): .body(String(decoding: b.readableBytesArray, as: UTF8.self))
+            case .end: .end
+            }
+        }
+    }
+
+    mutating func finishNormalized() throws(HTTP1Error) -> [NormalizedEvent] {
+        try parser.finishNormalized()
+    }
+
+    mutating func takeRemainingBytes() -> [UInt8] { parser.takeRemainingBytes() }
+}
+
 /// Feeds `bytes` cut at `cuts` (ascending offsets), then finishes (when asked) and collects the outcome.
 func run<P: ParserUnderTest>(_ parser: P, _ bytes: [UInt8], cuts: [Int], finish: Bool = true) -> Outcome {
     var parser = parser
