@@ -89,12 +89,25 @@ public struct ByteBuffer: @unchecked Sendable {
             // Growing a buffer that is being written to: leave room for more (amortised doubling).
             capacity = Swift.max(capacity, Swift.min(storage.capacity * 2, readable + count + (1 << 20)))
         }
-        let new = Storage(capacity: capacity)
-        if readable > 0 { new.bytes.copyMemory(from: storage.bytes + reader, byteCount: readable) }
+        moveReadableBytes(to: Storage(capacity: capacity))
+    }
+
+    /// Copies the readable bytes to the start of `new` and makes it this buffer's storage.
+    ///
+    /// The old storage is kept alive until the copy is done. Swift may release an object right after the last use
+    /// of the reference itself (here: loading `bytes`), and `Storage.deinit` frees the memory being copied from;
+    /// an optimised build did move that release in front of the copy when this buffer held the last reference (a
+    /// slow client's queued slice being compacted read freed memory).
+    private mutating func moveReadableBytes(to new: Storage) {
+        let start = reader
+        let readable = readableBytes
+        withExtendedLifetime(storage) { old in
+            if readable > 0 { new.bytes.copyMemory(from: old.bytes + start, byteCount: readable) }
+        }
         storage = new
         reader = 0
         writer = readable
-        limit = capacity
+        limit = new.capacity
     }
 
     /// Appends a copy of `bytes`.
@@ -210,9 +223,7 @@ public struct ByteBuffer: @unchecked Sendable {
     public mutating func compactIfWasteful() {
         let readable = readableBytes
         guard storage.capacity > 2 * readable + 4096 else { return }
-        let new = Storage(capacity: readable)
-        if readable > 0 { new.bytes.copyMemory(from: storage.bytes + reader, byteCount: readable) }
-        self = ByteBuffer(storage: new, reader: 0, writer: readable, limit: readable)
+        moveReadableBytes(to: Storage(capacity: readable))
     }
 }
 

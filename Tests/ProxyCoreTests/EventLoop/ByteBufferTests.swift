@@ -86,6 +86,26 @@ struct ByteBufferTests {
         #expect(aloneNow == false)
     }
 
+    /// The copies that compaction and growth make when the buffer holds the last reference to its old storage
+    /// (the storage is freed by that very move). An optimised build once released the old storage before copying
+    /// from it; the ASan release run of slow clients caught it, and `moveReadableBytes` now keeps it alive.
+    @Test func copiesOutOfStorageHeldLastAreIntact() {
+        let pattern = TestIO.pattern(count: 82_944)
+        var slices: [ByteBuffer] = []
+        do {
+            let decrypted = ByteBuffer(bytes: pattern)
+            slices = (0..<5).map { decrypted.slice(at: 9 + $0 * 16_393, length: 16_384) }
+        }
+        for i in slices.indices { slices[i].compactIfWasteful() }   // the last one frees the 81 KiB storage
+        for (i, slice) in slices.enumerated() {
+            #expect(slice.storageCapacity == 16_384)
+            #expect(slice.readableBytesArray == Array(pattern[9 + i * 16_393 ..< 9 + i * 16_393 + 16_384]))
+        }
+        var grown = ByteBuffer(bytes: pattern).slice(at: 100, length: 1000)
+        grown.writeBytes([1, 2, 3])   // a slice never writes into shared storage: moved, then appended
+        #expect(grown.readableBytesArray == Array(pattern[100 ..< 1100]) + [1, 2, 3])
+    }
+
     @Test(arguments: [1, 9, 15, 16, 255, 4096, 65_535, 1 << 20, Int(UInt32.max)])
     func chunkHeaderIsLowercaseHex(length: Int) {
         var out = ByteBuffer()
