@@ -33,9 +33,15 @@ public struct RequestFilter: Sendable {
     ///   - path: the *decoded* path after API-prefix stripping.
     ///   - host: the Host header value (or the host of an absolute-form target), port included.
     public func accepts(method: String, path: String, host: String) -> Bool {
-        if rejectPaths.matches(path) { return false }
-        if rejectMethods.matches(method) { return false }
-        return acceptPaths.matches(path) && acceptHosts.matches(Self.hostWithoutPort(host))
+        rejection(method: method, path: path, host: host) == nil
+    }
+
+    /// Which filter refuses the request, in kubectl's order of checks; nil when it is accepted.
+    func rejection(method: String, path: String, host: String) -> FilterRejection? {
+        if rejectPaths.matches(path) { return .path }
+        if rejectMethods.matches(method) { return .method }
+        if !acceptPaths.matches(path) { return .path }
+        return acceptHosts.matches(Self.hostWithoutPort(host)) ? nil : .host
     }
 
     /// Removes a trailing `:port`, keeping IPv6 brackets: `[::1]:8001` → `[::1]`, `localhost:1` → `localhost`,
@@ -117,12 +123,18 @@ final class RequestFilterCache {
 
     /// Same answer as `RequestFilter.accepts`, in the same order of checks.
     func accepts(method: String, path: String, host: String) -> Bool {
-        if memo(&pathRejected, path, filter.rejectPaths.matches) { return false }
-        if memo(&methodRejected, method, filter.rejectMethods.matches) { return false }
-        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return false }
-        return memo(&hostAccepted, host) { [filter] in
+        rejection(method: method, path: path, host: host) == nil
+    }
+
+    /// Same answer as `RequestFilter.rejection`.
+    func rejection(method: String, path: String, host: String) -> FilterRejection? {
+        if memo(&pathRejected, path, filter.rejectPaths.matches) { return .path }
+        if memo(&methodRejected, method, filter.rejectMethods.matches) { return .method }
+        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return .path }
+        let accepted = memo(&hostAccepted, host) { [filter] in
             filter.acceptHosts.matches(RequestFilter.hostWithoutPort($0))
         }
+        return accepted ? nil : .host
     }
 
     private func memo(_ table: inout [String: Bool], _ key: String, _ compute: (String) -> Bool) -> Bool {

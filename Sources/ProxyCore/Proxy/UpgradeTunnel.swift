@@ -19,17 +19,21 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     private var finished = false
     private var upstreamPaused = false
     private let onResponse: (Int) -> Void
+    private let metrics: LoopMetrics
+    /// Counted in `proxyd_upgrade_tunnels` (from the 101 until either side ends it).
+    private var countedOpen = false
 
     /// - Parameters:
     ///   - head: the request head to send (already rewritten, credentials added, `Host` first).
     ///   - early: bytes the client sent after its head (they belong to the tunnel).
     ///   - onResponse: called once with the upstream status (for the access log).
-    init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, method: String,
-         head: [UInt8], early: [UInt8], onResponse: @escaping (Int) -> Void) {
+    init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, proxy: UpstreamProxy?,
+         method: String, head: [UInt8], early: [UInt8], onResponse: @escaping (Int) -> Void) {
         self.connection = connection
+        metrics = connection.context.metrics
         transport = UpstreamTransport(
             loop: connection.context.loop, target: target, tlsContext: tlsContext,
-            proxy: connection.context.shared.proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
+            proxy: proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
         requestHead = head
         pendingToUpstream = early.isEmpty ? [] : [early]
         parser = HTTP1ResponseParser(requestMethod: method)
@@ -45,6 +49,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     func clientSent(_ bytes: [UInt8]) {
         guard !finished else { return }
         if tunneling {
+            metrics.values.tunnelBytesToUpstream += bytes.count
             transport.write(bytes)
             if transport.bufferedWriteBytes > Self.highWater { connection.setTunnelBackpressure(true) }
         } else {
@@ -72,9 +77,16 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     func cancel() {
+        uncount()
         guard !finished else { return }
         finished = true
         transport.close()
+    }
+
+    private func uncount() {
+        guard countedOpen else { return }
+        countedOpen = false
+        metrics.values.upgradeTunnels -= 1
     }
 
     // MARK: UpstreamTransportDelegate
@@ -107,6 +119,8 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
             onResponse(head.status)
             if head.status == 101 {
                 tunneling = true
+                countedOpen = true
+                metrics.values.upgradeTunnels += 1
                 connection.write(HTTP1Serializer.responseHead(head))
                 let early = parser?.takeRemainingBytes() ?? []
                 parser = nil
@@ -130,6 +144,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     private func forwardToClient(_ bytes: [UInt8]) {
+        metrics.values.tunnelBytesToClient += bytes.count
         connection.write(bytes)
         if !upstreamPaused && connection.bufferedWriteBytes > Self.highWater {
             upstreamPaused = true
@@ -142,6 +157,8 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
+        if failure != nil { metrics.values.upstreamErrors[(transport.failureKind ?? .protocol).rawValue] += 1 }
+        uncount()
         if relayingFailure, !finished, var parser {
             // A refusal without a length ends with the connection.
             if let events = try? parser.finish() {

@@ -20,9 +20,11 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     private var flushPending = false
     private(set) var isClosed = false
     private(set) var lastActivity = DispatchTime.now()
-    private var lastRead = DispatchTime.now()
+    /// When the apiserver last sent anything on this connection (a PING answer included): `/readyz` reads it.
+    private(set) var lastRead = DispatchTime.now()
     private var healthTimer: LoopTimer?
     private var pingOutstanding = false
+    private var pingSentAt: UInt64 = 0
 
     init(id: Int, transport: UpstreamTransport, pool: UpstreamPool) throws(HTTP2Error) {
         self.id = id
@@ -109,9 +111,20 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         flush()
     }
 
-    func close(failure: UpstreamFailure? = nil) {
+    func close(failure: UpstreamFailure? = nil, kind: UpstreamErrorKind? = nil) {
         guard !isClosed else { return }
-        if let failure { transport.fail(failure) } else { transport.close() }
+        if let failure { transport.fail(failure, kind: kind) } else { transport.close() }
+    }
+
+    /// Takes no new streams: GOAWAY sent or received.
+    var isDraining: Bool { session.isGoingAway }
+
+    /// Sends a PING now unless one is outstanding (the readiness monitor's check of an idle connection); the answer
+    /// moves `lastRead`, and the regular health check drops the connection if none comes.
+    func probe() {
+        guard !isClosed, !pingOutstanding else { return }
+        sendPing()
+        scheduleHealthCheck(after: pool.healthCheck.pingTimeout)
     }
 
     /// Moves session output to the socket while the socket has room.
@@ -188,23 +201,40 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     private func healthCheck() {
-        guard !isClosed, let readIdle = pool.healthCheck.readIdle else { return }
+        guard !isClosed else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
         let pingTimeout = pool.healthCheck.pingTimeout
         if pingOutstanding {
-            close(failure: .badGateway("the apiserver did not answer a PING within \(pingTimeout)"))
+            let waited = now - pingSentAt
+            let limit = Self.nanoseconds(pingTimeout)
+            if waited >= limit {
+                close(failure: .badGateway("the apiserver did not answer a PING within \(pingTimeout)"), kind: .healthCheck)
+            } else {
+                scheduleHealthCheck(after: .nanoseconds(Int64(limit - waited)))
+            }
             return
         }
-        let silentNanos = DispatchTime.now().uptimeNanoseconds - lastRead.uptimeNanoseconds
-        let threshold = UInt64(readIdle.components.seconds) * 1_000_000_000
-            + UInt64(readIdle.components.attoseconds / 1_000_000_000)
+        guard let readIdle = pool.healthCheck.readIdle else { return }
+        let silentNanos = now - lastRead.uptimeNanoseconds
+        let threshold = Self.nanoseconds(readIdle)
         if silentNanos >= threshold {
-            pingOutstanding = true
-            session.ping()
-            flush()
+            sendPing()
             scheduleHealthCheck(after: pingTimeout)
         } else {
             scheduleHealthCheck(after: .nanoseconds(Int64(threshold - silentNanos)))
         }
+    }
+
+    private func sendPing() {
+        pingOutstanding = true
+        pingSentAt = DispatchTime.now().uptimeNanoseconds
+        session.ping()
+        flush()
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> UInt64 {
+        UInt64(max(0, duration.components.seconds)) * 1_000_000_000
+            + UInt64(max(0, duration.components.attoseconds / 1_000_000_000))
     }
 
     // MARK: HTTP2SessionDelegate
