@@ -79,7 +79,8 @@ enum Daemon {
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
         hangup.setEventHandler {
             logger.notice("SIGHUP received, reloading the configuration")
-            server.reload(reason: "SIGHUP")
+            SystemdActivation.notify("RELOADING=1")
+            server.reload(reason: "SIGHUP") { _ in SystemdActivation.notify("READY=1") }
         }
         hangup.resume()
         sources.append(hangup)

@@ -9,23 +9,24 @@ public enum AdminAddress: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: `AdminAddressError` naming the flag and what is wrong.
     public static func parse(_ text: String, flag: String) throws(AdminAddressError) -> AdminAddress? {
         if text.isEmpty || text == "0" { return nil }
+        func fail(_ reason: String) -> AdminAddressError { AdminAddressError(flag: flag, text: text, reason: reason) }
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
-            guard path.hasPrefix("/") else { throw AdminAddressError(flag: flag, text: text, reason: "the unix socket path must be absolute") }
+            guard path.hasPrefix("/") else { throw fail("the unix socket path must be absolute") }
             return .unix(path: path)
         }
         if text.hasPrefix("/") { return .unix(path: text) }
         if text.allSatisfy(\.isASCIIDigit) { return .tcp(host: "127.0.0.1", port: try port(String(text), flag, text)) }
         guard let colon = text.lastIndex(of: ":") else {
-            throw AdminAddressError(flag: flag, text: text, reason: "missing port (want host:port, for example 127.0.0.1:10249)")
+            throw fail("missing port (want host:port, for example 127.0.0.1:10249)")
         }
         var host = String(text[..<colon])
         let portText = String(text[text.index(after: colon)...])
         if host.hasPrefix("[") {
-            guard host.hasSuffix("]") else { throw AdminAddressError(flag: flag, text: text, reason: "unbalanced [ in the address") }
+            guard host.hasSuffix("]") else { throw fail("unbalanced [ in the address") }
             host = String(host.dropFirst().dropLast())
         } else if host.contains(":") {
-            throw AdminAddressError(flag: flag, text: text, reason: "an IPv6 address needs brackets: [::1]:10256")
+            throw fail("an IPv6 address needs brackets: [::1]:10256")
         }
         if host.isEmpty { host = "127.0.0.1" }
         return .tcp(host: host, port: try port(portText, flag, text))

@@ -53,8 +53,9 @@ struct MetricsReport: Sendable {
                 bounds: LatencyBuckets.bounds, counts: histogram.counts, sum: Double(histogram.sumNanos) / 1e9)
         }
 
-        out.family("proxyd_http_requests_in_flight", .gauge, help: "Requests being answered, long-running ones included.")
-        out.sample("proxyd_http_requests_in_flight", l.requestsInFlight)
+        out.single(
+            "proxyd_http_requests_in_flight", .gauge, help: "Requests being answered, long-running ones included.",
+            l.requestsInFlight)
 
         out.family(
             "proxyd_http_malformed_requests_total", .counter,
@@ -63,17 +64,18 @@ struct MetricsReport: Sendable {
             out.sample("proxyd_http_malformed_requests_total", ["code": String(code)], l.malformedRequests[code]!)
         }
 
-        out.family("proxyd_http_request_body_bytes_total", .counter, help: "Request body bytes received from clients.")
-        out.sample("proxyd_http_request_body_bytes_total", l.requestBodyBytes)
-        out.family("proxyd_http_response_body_bytes_total", .counter, help: "Response body bytes sent to clients.")
-        out.sample("proxyd_http_response_body_bytes_total", l.responseBodyBytes)
+        out.single(
+            "proxyd_http_request_body_bytes_total", .counter, help: "Request body bytes received from clients.",
+            l.requestBodyBytes)
+        out.single(
+            "proxyd_http_response_body_bytes_total", .counter, help: "Response body bytes sent to clients.",
+            l.responseBodyBytes)
 
-        out.family("proxyd_watches", .gauge, help: "Watch requests streaming now.")
-        out.sample("proxyd_watches", l.watches)
-        out.family(
+        out.single("proxyd_watches", .gauge, help: "Watch requests streaming now.", l.watches)
+        out.single(
             "proxyd_upgrade_tunnels", .gauge,
-            help: "Upgraded connections (exec, attach, port-forward, WebSocket) tunnelling now.")
-        out.sample("proxyd_upgrade_tunnels", l.upgradeTunnels)
+            help: "Upgraded connections (exec, attach, port-forward, WebSocket) tunnelling now.",
+            l.upgradeTunnels)
         out.family("proxyd_upgrade_tunnel_bytes_total", .counter, help: "Bytes relayed through upgrade tunnels.")
         out.sample("proxyd_upgrade_tunnel_bytes_total", ["direction": "to_upstream"], l.tunnelBytesToUpstream)
         out.sample("proxyd_upgrade_tunnel_bytes_total", ["direction": "to_client"], l.tunnelBytesToClient)
@@ -89,10 +91,10 @@ struct MetricsReport: Sendable {
     }
 
     private func renderClients(into out: inout PrometheusText) {
-        out.family("proxyd_client_connections", .gauge, help: "Open client connections.")
-        out.sample("proxyd_client_connections", loops.clientConnections)
-        out.family("proxyd_client_connections_accepted_total", .counter, help: "Client connections accepted.")
-        out.sample("proxyd_client_connections_accepted_total", loops.clientConnectionsAccepted)
+        out.single("proxyd_client_connections", .gauge, help: "Open client connections.", loops.clientConnections)
+        out.single(
+            "proxyd_client_connections_accepted_total", .counter, help: "Client connections accepted.",
+            loops.clientConnectionsAccepted)
     }
 
     private func renderUpstream(into out: inout PrometheusText) {
@@ -107,24 +109,25 @@ struct MetricsReport: Sendable {
                     c.counts[p][state.rawValue])
             }
         }
-        out.family(
+        out.single(
             "proxyd_upstream_connections_connecting", .gauge,
-            help: "Pooled connections to the apiserver in TCP, proxy or TLS setup.")
-        out.sample("proxyd_upstream_connections_connecting", c.connecting)
+            help: "Pooled connections to the apiserver in TCP, proxy or TLS setup.",
+            c.connecting)
         out.family(
             "proxyd_upstream_connections_opened_total", .counter,
             help: "Pooled connections to the apiserver set up, by the protocol ALPN chose.")
         for (p, name) in UpstreamConnectionCounts.protocols.enumerated() {
-            out.sample("proxyd_upstream_connections_opened_total", ["protocol": name], loops.upstreamConnectionsOpened[p])
+            out.sample(
+                "proxyd_upstream_connections_opened_total", ["protocol": name], loops.upstreamConnectionsOpened[p])
         }
         out.family(
             "proxyd_upstream_connection_errors_total", .counter,
             help: "Connections to the apiserver (pooled and upgrade) that failed, by what failed.")
         for kind in UpstreamErrorKind.allCases {
-            out.sample("proxyd_upstream_connection_errors_total", ["kind": kind.label], loops.upstreamErrors[kind.rawValue])
+            out.sample(
+                "proxyd_upstream_connection_errors_total", ["kind": kind.label], loops.upstreamErrors[kind.rawValue])
         }
-        out.family("proxyd_upstream_streams", .gauge, help: "HTTP/2 streams open to the apiserver.")
-        out.sample("proxyd_upstream_streams", c.streams)
+        out.single("proxyd_upstream_streams", .gauge, help: "HTTP/2 streams open to the apiserver.", c.streams)
     }
 
     private func renderService(into out: inout PrometheusText) {
@@ -143,29 +146,31 @@ struct MetricsReport: Sendable {
                 + "configuration in force.")
         out.sample("proxyd_config_reloads_total", ["result": "success"], service.reloadsSucceeded)
         out.sample("proxyd_config_reloads_total", ["result": "failure"], service.reloadsFailed)
-        out.family(
+        out.single(
             "proxyd_config_last_reload_successful", .gauge,
-            help: "1 if the last reload attempt succeeded (or none was made), 0 if it failed.")
-        out.sample("proxyd_config_last_reload_successful", service.lastReloadSuccessful ? 1 : 0)
-        out.family(
+            help: "1 if the last reload attempt succeeded (or none was made), 0 if it failed.",
+            service.lastReloadSuccessful ? 1 : 0)
+        out.single(
             "proxyd_config_last_load_timestamp_seconds", .gauge,
-            help: "When the configuration in force was loaded, in seconds since 1970.")
-        out.sample("proxyd_config_last_load_timestamp_seconds", service.lastSuccessfulLoad)
+            help: "When the configuration in force was loaded, in seconds since 1970.",
+            service.lastSuccessfulLoad)
     }
 
     private func renderProcess(into out: inout PrometheusText) {
         guard let process else { return }
-        out.family("process_cpu_seconds_total", .counter, help: "Total user and system CPU time spent in seconds.")
-        out.sample("process_cpu_seconds_total", process.cpuSeconds)
-        out.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")
-        out.sample("process_resident_memory_bytes", process.residentBytes)
-        out.family("process_virtual_memory_bytes", .gauge, help: "Virtual memory size in bytes.")
-        out.sample("process_virtual_memory_bytes", process.virtualBytes)
-        out.family("process_open_fds", .gauge, help: "Number of open file descriptors.")
-        out.sample("process_open_fds", process.openFDs)
-        out.family("process_max_fds", .gauge, help: "Maximum number of open file descriptors.")
-        out.sample("process_max_fds", process.maxFDs)
-        out.family("process_start_time_seconds", .gauge, help: "Start time of the process since unix epoch in seconds.")
-        out.sample("process_start_time_seconds", process.startTimeSeconds)
+        out.single(
+            "process_cpu_seconds_total", .counter, help: "Total user and system CPU time spent in seconds.",
+            process.cpuSeconds)
+        out.single(
+            "process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.",
+            process.residentBytes)
+        out.single(
+            "process_virtual_memory_bytes", .gauge, help: "Virtual memory size in bytes.",
+            process.virtualBytes)
+        out.single("process_open_fds", .gauge, help: "Number of open file descriptors.", process.openFDs)
+        out.single("process_max_fds", .gauge, help: "Maximum number of open file descriptors.", process.maxFDs)
+        out.single(
+            "process_start_time_seconds", .gauge, help: "Start time of the process since unix epoch in seconds.",
+            process.startTimeSeconds)
     }
 }

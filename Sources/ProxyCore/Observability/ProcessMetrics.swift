@@ -30,7 +30,8 @@ struct ProcessMetrics: Sendable, Equatable {
     static func parse(stat: [UInt8], bootStat: [UInt8], ticksPerSecond: Double, pageSize: Int) -> ProcessMetrics? {
         guard let close = stat.lastIndex(of: UInt8(ascii: ")")), ticksPerSecond > 0 else { return nil }
         // Field 3 (state) is the first after ")"; utime is field 14, stime 15, starttime 22, vsize 23, rss 24.
-        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+            .map { String(decoding: $0, as: UTF8.self) }
         func field(_ number: Int) -> Double? {
             let index = number - 3
             guard index < fields.count else { return nil }

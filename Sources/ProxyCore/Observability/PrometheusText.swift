@@ -36,6 +36,17 @@ struct PrometheusText {
         bytes.append(UInt8(ascii: "\n"))
     }
 
+    /// A family with one unlabelled sample.
+    mutating func single(_ name: String, _ type: MetricType, help: String, _ value: Int) {
+        family(name, type, help: help)
+        sample(name, value)
+    }
+
+    mutating func single(_ name: String, _ type: MetricType, help: String, _ value: Double) {
+        family(name, type, help: help)
+        sample(name, value)
+    }
+
     mutating func sample(_ name: String, _ value: Int) {
         sample(name, labels: [], value)
     }
