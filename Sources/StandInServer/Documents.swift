@@ -65,6 +65,18 @@ enum Documents {
         )
     }
 
+    /// What RBAC answers: `services is forbidden: User "jane" cannot list resource "services" in API group "" in the
+    /// namespace "restricted"` (or `at the cluster scope`).
+    static func forbidden(verb: String, resource: Resource, namespace: String?, user: String) -> JSON {
+        let group = resource.apiVersion.contains("/") ? String(resource.apiVersion.split(separator: "/")[0]) : ""
+        let scope = namespace.map { "in the namespace \"\($0)\"" } ?? "at the cluster scope"
+        return status(
+            code: 403,
+            message: "\(resource.rawValue) is forbidden: User \"\(user)\" cannot \(verb) resource \"\(resource.rawValue)\" in API group \"\(group)\" \(scope)",
+            details: .obj(["kind": .string(resource.rawValue)])
+        )
+    }
+
     static func methodNotAllowed(_ method: String) -> JSON {
         status(code: 405, message: "the server does not allow this method on the requested resource (\(method))")
     }
@@ -117,7 +129,7 @@ enum Documents {
         ])
     }
 
-    static let coreResourceList = resourceList(groupVersion: "v1", resources: [.configmaps, .namespaces, .pods])
+    static let coreResourceList = resourceList(groupVersion: "v1", resources: [.configmaps, .namespaces, .pods, .services])
     static let appsResourceList = resourceList(groupVersion: "apps/v1", resources: [.deployments])
 
     static let version: JSON = .obj([
@@ -135,7 +147,7 @@ enum Documents {
     static let rootPaths: JSON = .obj([
         "paths": .array([
             "/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/healthz", "/livez", "/readyz", "/version",
-            "/standin/echo", "/standin/large", "/standin/slow", "/standin/stats",
+            "/standin/echo", "/standin/forbid", "/standin/large", "/standin/slow", "/standin/stats",
         ].map(JSON.string))
     ])
 
@@ -159,6 +171,8 @@ enum Documents {
             columns += [("Data", "integer", "")]
         case .namespaces:
             columns += [("Status", "string", "")]
+        case .services:
+            columns += [("Type", "string", ""), ("Cluster-IP", "string", ""), ("External-IP", "string", ""), ("Port(s)", "string", "")]
         case .deployments:
             columns += [("Ready", "string", "")]
         }
@@ -188,6 +202,19 @@ enum Documents {
                 if case .object(let members) = object["data"] ?? .null { cells.append(.int(members.count)) } else { cells.append(.int(0)) }
             case .namespaces:
                 cells.append(object["status"]?["phase"] ?? .string("Active"))
+            case .services:
+                let spec = object["spec"] ?? .obj([:])
+                var ports: [String] = []
+                if case .array(let items) = spec["ports"] ?? .null {
+                    for port in items {
+                        guard case .int(let number) = port["port"] ?? .null else { continue }
+                        ports.append("\(number)/\(port["protocol"]?.stringValue ?? "TCP")")
+                    }
+                }
+                cells += [
+                    spec["type"] ?? .string("ClusterIP"), spec["clusterIP"] ?? .string("None"), .string("<none>"),
+                    .string(ports.isEmpty ? "<none>" : ports.joined(separator: ",")),
+                ]
             case .deployments:
                 cells.append(.string("0/0"))
             }

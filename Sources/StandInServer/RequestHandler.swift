@@ -39,6 +39,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case redirect
         case stats
         case status(Int)
+        case forbidRules(ForbiddenRule?, clear: Bool)
+        /// A service or pod proxy request with a loopback backend (`ServiceProxy/`).
+        case proxy(ServiceProxyTarget, ProxyBackend)
+        case movedPermanently(location: String)
     }
 
     private enum Body {
@@ -57,6 +61,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var streamCleanup: (() -> Void)?
     private var largeList: LargeListGenerator?
     private var pumping = false
+    private var exchange: BackendExchange?
 
     private var isH2: Bool { connection.protocolName == "h2" }
 
@@ -90,6 +95,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if context.channel.isWritable, largeList != nil {
             pumpLargeList()
         }
+        exchange?.setReading(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -175,7 +181,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch action {
         case .echo:
             body = .hash(SHA256(), length: 0)
-        case .create:
+        case .create, .proxy:
             body = .collect(context.channel.allocator.buffer(capacity: 1024), limit: 8 << 20)
         default:
             body = .discard
@@ -200,8 +206,24 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if segments.first == "standin" {
             return routeStandIn(Array(segments.dropFirst()), method: method, request: request)
         }
-        // The proxy subresource (`…/services/[scheme:]name[:port]/proxy/…`, pods, nodes): answered by an echo
-        // "backend", so tests can see exactly which path, query and headers arrived.
+        // A service or pod with a loopback backend (a pod whose podIP is loopback, selected by the service) is
+        // proxied to it as the apiserver would; see ServiceProxy/.
+        if let target = ServiceProxyTarget.parse(rawPath: request.rawPath) {
+            switch core.store.resolve(target) {
+            case .echo:
+                break
+            case .unavailable(let message):
+                return .json(.serviceUnavailable, Documents.status(code: 503, message: message))
+            case .backend(let backend):
+                // The apiserver redirects an empty proxy path to the one with a slash (kubernetes issue 4958).
+                if target.path.isEmpty, method == .GET || method == .HEAD {
+                    return .movedPermanently(location: request.rawPath + "/" + (request.query.map { "?" + $0 } ?? ""))
+                }
+                return .proxy(target, backend)
+            }
+        }
+        // Otherwise the proxy subresource (`…/services/[scheme:]name[:port]/proxy/…`, pods, nodes) is answered by an
+        // echo "backend", so tests can see exactly which path, query and headers arrived.
         if segments.count >= 4, segments[0] == "api", segments[1] == "v1",
             let proxyIndex = segments.firstIndex(of: "proxy"), proxyIndex >= 4,
             ["services", "pods", "nodes"].contains(segments[proxyIndex - 2])
@@ -232,7 +254,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             break
         }
         if segments.count > 2, segments[0] == "api", segments[1] == "v1" {
-            return routeResources(Array(segments.dropFirst(2)), group: [.pods, .configmaps, .namespaces], request: request)
+            return routeResources(Array(segments.dropFirst(2)), group: [.pods, .configmaps, .namespaces, .services], request: request)
         }
         if segments.count > 3, segments[0] == "apis", segments[1] == "apps", segments[2] == "v1" {
             return routeResources(Array(segments.dropFirst(3)), group: [.deployments], request: request)
@@ -261,6 +283,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return notFound
         }
         if namespace != nil, !resource.namespaced { return notFound }
+        if let verb = Self.verb(method: method, isCollection: rest.count == 1, params: request.params),
+            core.isForbidden(verb: verb, resource: resource.rawValue, namespace: namespace)
+        {
+            let user = connection.clientCertificateCN ?? request.authenticatedBy.flatMap { $0.hasPrefix("basic:") ? String($0.dropFirst(6)) : nil }
+            return .json(.forbidden, Documents.forbidden(verb: verb, resource: resource, namespace: namespace, user: user ?? "standin-user"))
+        }
         switch rest.count {
         case 1:
             switch method {
@@ -294,6 +322,17 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return .json(.badRequest, Documents.status(code: 400, message: "Upgrade request required"))
         default:
             return notFound
+        }
+    }
+
+    /// The RBAC verb of a request on a resource path (nil for subresources and methods the stand-in does not check).
+    private static func verb(method: HTTPMethod, isCollection: Bool, params: [String: String]) -> String? {
+        switch (method, isCollection) {
+        case (.GET, true): return (params["watch"] == "1" || params["watch"] == "true") ? "watch" : "list"
+        case (.GET, false): return "get"
+        case (.POST, true): return "create"
+        case (.DELETE, false): return "delete"
+        default: return nil
         }
     }
 
@@ -333,6 +372,21 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return getOnly(method, .reset(beforeHeaders: request.params["before"] == "headers"))
         case "stats" where rest.count == 1:
             return getOnly(method, .stats)
+        case "forbid" where rest.count == 1:
+            switch method {
+            case .GET:
+                return .forbidRules(nil, clear: false)
+            case .DELETE:
+                return .forbidRules(nil, clear: true)
+            case .POST:
+                guard let resource = request.params["resource"], !resource.isEmpty else {
+                    return .json(.badRequest, Documents.status(code: 400, message: "resource is required"))
+                }
+                let rule = ForbiddenRule(verb: request.params["verb"] ?? "list", resource: resource, namespace: request.params["namespace"])
+                return .forbidRules(rule, clear: false)
+            default:
+                return .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
+            }
         case "goaway" where rest.count == 1:
             return method == .POST ? .goAway : .json(.methodNotAllowed, Documents.methodNotAllowed(method.rawValue))
         case "redirect" where rest.count == 1:
@@ -371,6 +425,15 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
         case .stats:
             respond(status: .ok, json: core.stats.json)
+        case .forbidRules(let rule, let clear):
+            if clear { core.setForbiddenRules([]) }
+            if let rule { core.addForbiddenRule(rule) }
+            respond(status: .ok, json: .obj(["rules": .array(core.forbiddenRules.map(\.json))]))
+        case .movedPermanently(let location):
+            respond(status: .movedPermanently, contentType: "text/html; charset=utf-8",
+                    body: "<a href=\"\(location)\">Moved Permanently</a>.\n\n", extraHeaders: [("location", location)])
+        case .proxy(let target, let backend):
+            startProxy(target, backend: backend, request: request, context: context)
         case .echo:
             respondEcho(request)
         case .create(let resource, let namespace):
@@ -455,9 +518,78 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func stopStreaming() {
         generation += 1
         largeList = nil
+        exchange = nil
         let cleanup = streamCleanup
         streamCleanup = nil
         cleanup?()
+    }
+
+    // MARK: Service and pod proxy
+
+    private func startProxy(_ target: ServiceProxyTarget, backend: ProxyBackend, request: Request, context: ChannelHandlerContext) {
+        var bodyBuffer: ByteBuffer?
+        switch body {
+        case .tooLarge:
+            respond(status: .payloadTooLarge, json: Documents.status(code: 413, message: "request body too large"))
+            return
+        case .collect(let buffer, _):
+            bodyBuffer = buffer
+        default:
+            break
+        }
+        let path = target.path.isEmpty ? "/" : target.path
+        let uri = path + (request.query.map { "?" + $0 } ?? "")
+        var forwardedURI = ProxyURLRewriter.cleanJoin(target.prefix, target.path)
+        if target.path.hasSuffix("/"), !forwardedURI.hasSuffix("/") { forwardedURI += "/" }
+        let client = (context.channel.parent ?? context.channel).remoteAddress?.ipAddress
+        let head = ProxyHeaders.backendRequest(
+            request.head, uri: uri, clientAddress: client, forwardedURI: forwardedURI,
+            backendHostPort: backend.hostPort, bodyLength: bodyBuffer?.readableBytes ?? 0)
+        let rewriter = ProxyURLRewriter(
+            pathPrepend: target.prefix, backendHost: backend.hostPort,
+            requestHost: request.head.headers.first(name: "host") ?? "")
+        let generation = self.generation
+        let events = BackendExchange.Events(
+            head: { [weak self] head in
+                guard let self, self.generation == generation else { return }
+                self.writeProxiedHead(head)
+            },
+            body: { [weak self] buffer in
+                guard let self, self.generation == generation, let context = self.context else { return }
+                context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                if !context.channel.isWritable { self.exchange?.setReading(false) }
+            },
+            end: { [weak self] in
+                guard let self, self.generation == generation else { return }
+                self.writeEnd()
+            },
+            failed: { [weak self] message, started in
+                guard let self, self.generation == generation else { return }
+                if started {
+                    // Part of the response is out: all the client can be told is that it broke off.
+                    self.stopStreaming()
+                    self.context?.close(promise: nil)
+                } else {
+                    self.respond(status: .serviceUnavailable, json: Documents.status(code: 503, message: message))
+                }
+            })
+        let exchange = BackendExchange(
+            eventLoop: context.eventLoop, backend: backend, request: head, body: bodyBuffer, rewriter: rewriter, events: events)
+        self.exchange = exchange
+        streamCleanup = { exchange.cancel() }
+        exchange.start(tlsContext: backend.scheme == "https" ? core.backendTLSContext : nil)
+    }
+
+    private func writeProxiedHead(_ head: HTTPResponseHead) {
+        guard let context, let request else { return }
+        var headers = head.headers
+        headers.add(name: "x-standin-protocol", value: connection.protocolName)
+        let hasBody = request.head.method != .HEAD && head.status.code >= 200 && head.status != .noContent && head.status != .notModified
+        if !isH2 {
+            if hasBody, !headers.contains(name: "content-length") { headers.add(name: "transfer-encoding", value: "chunked") }
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.head.version, status: head.status, headers: headers))), promise: nil)
     }
 
     private func respondEcho(_ request: Request) {

@@ -25,8 +25,12 @@ final class ServerCore: Sendable {
         var h2: NIOLoopBound<H2ConnectionController>?
     }
 
+    /// For `https:` service and pod proxy backends: like the apiserver's proxy transport, it does not verify them.
+    let backendTLSContext: NIOSSLContext
+
     private struct Mutable {
         var tokens: Set<String>
+        var forbidden: [ForbiddenRule] = []
         var stats = StandInStats()
         var connections: [ObjectIdentifier: ConnectionEntry] = [:]
         var port = 0
@@ -53,13 +57,45 @@ final class ServerCore: Sendable {
         // How long a closing connection waits for the peer's close_notify (bounds stop() and restart()).
         tls.shutdownTimeout = .seconds(1)
         self.sslContext = try NIOSSLContext(configuration: tls)
-        self.mutable = Locked(Mutable(tokens: Set(configuration.tokens)))
+        var backendTLS = TLSConfiguration.makeClientConfiguration()
+        backendTLS.certificateVerification = .none
+        self.backendTLSContext = try NIOSSLContext(configuration: backendTLS)
+        self.mutable = Locked(Mutable(tokens: Set(configuration.tokens), forbidden: configuration.forbidden))
+    }
+
+    /// A TLS server context for loopback backends (the demo dashboard's https port): the stand-in's server
+    /// certificate, HTTP/1.1 only.
+    func backendServerTLSContext() throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(pki.serverCertificatePEM.utf8), format: .pem))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.serverKeyPEM.utf8), format: .pem))
+        )
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
     }
 
     // MARK: Tokens and stats
 
     func setTokens(_ tokens: [String]) {
         mutable.withLock { $0.tokens = Set(tokens) }
+    }
+
+    var forbiddenRules: [ForbiddenRule] {
+        mutable.withLock { $0.forbidden }
+    }
+
+    func setForbiddenRules(_ rules: [ForbiddenRule]) {
+        mutable.withLock { $0.forbidden = rules }
+    }
+
+    func addForbiddenRule(_ rule: ForbiddenRule) {
+        mutable.withLock { state in
+            if !state.forbidden.contains(rule) { state.forbidden.append(rule) }
+        }
+    }
+
+    func isForbidden(verb: String, resource: String, namespace: String?) -> Bool {
+        mutable.withLock { $0.forbidden.contains { $0.forbids(verb: verb, resource: resource, namespace: namespace) } }
     }
 
     func isValidToken(_ token: String) -> Bool {
@@ -210,7 +246,7 @@ final class ServerCore: Sendable {
         mutable.withLock { $0.stats.h1Connections += 1 }
         let sync = channel.pipeline.syncOperations
         let upgraders: [any HTTPServerProtocolUpgrader] = ["websocket", "SPDY/3.1"].map {
-            StreamingUpgrader(supportedProtocol: $0, core: self, connection: info)
+            StreamingUpgrader(supportedProtocol: $0, core: self, connection: info, eventLoop: channel.eventLoop)
         }
         try sync.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: upgraders, completionHandler: { _ in }), withErrorHandling: true)

@@ -29,6 +29,12 @@ public struct StandInConfiguration: Sendable {
     public var stateDirectory: String?
     /// Subject alternative names of the server certificate: IP literals become IP SANs, the rest DNS SANs.
     public var serverNames = ["localhost", "127.0.0.1", "::1"]
+    /// Requests answered 403 Forbidden with an apiserver-style Status, as RBAC would (changeable at runtime with
+    /// `forbid(_:)` or `POST /standin/forbid?verb=list&resource=services&namespace=NS`).
+    public var forbidden: [ForbiddenRule] = []
+    /// Loads the demo's sample data (namespaces, pods and services in `demo`, `monitoring`, `restricted`) and starts
+    /// the demo dashboard backend on loopback (see `DemoData`).
+    public var demo = false
 
     public init() {}
 }
@@ -69,6 +75,32 @@ public struct StandInStats: Sendable, Equatable {
     }
 }
 
+/// A permission the stand-in's user lacks. A rule for a namespace forbids the verb on the resource in that namespace
+/// and, as RBAC does, across all namespaces (`/api/v1/services`); a rule without a namespace forbids only the
+/// cluster-wide request.
+public struct ForbiddenRule: Sendable, Hashable {
+    /// `list`, `watch`, `get`, `create` or `delete`.
+    public var verb: String
+    /// The resource's plural name (`services`).
+    public var resource: String
+    public var namespace: String?
+
+    public init(verb: String = "list", resource: String, namespace: String? = nil) {
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+    }
+
+    /// Whether this rule forbids `verb` on `resource` in `namespace` (nil: across all namespaces).
+    func forbids(verb: String, resource: String, namespace: String?) -> Bool {
+        self.verb == verb && self.resource == resource && (namespace == nil || self.namespace == namespace)
+    }
+
+    var json: JSON {
+        .obj(["verb": .string(verb), "resource": .string(resource), "namespace": namespace.map(JSON.string) ?? .null])
+    }
+}
+
 public enum StandInError: Error, CustomStringConvertible {
     case invalidObject(String)
     case alreadyExists(String)
@@ -90,16 +122,38 @@ public enum StandInError: Error, CustomStringConvertible {
 /// `StreamingUpgrader`); any other upgraded path gets a raw echo tunnel.
 public final class StandIn: Sendable {
     private let core: ServerCore
+    /// The demo dashboard backend, when the configuration asked for the demo (`demo`).
+    public let demoDashboard: DemoDashboard?
 
-    private init(core: ServerCore) {
+    private init(core: ServerCore, demoDashboard: DemoDashboard?) {
         self.core = core
+        self.demoDashboard = demoDashboard
     }
 
-    /// Generates the PKI, starts listening and (if configured) writes the state directory.
+    /// Generates the PKI, starts listening (and, for the demo, the dashboard, with the sample data) and, if
+    /// configured, writes the state directory.
     public static func start(_ configuration: StandInConfiguration) async throws -> StandIn {
-        let core = try ServerCore(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
-        try await core.listen(port: configuration.port)
-        let standIn = StandIn(core: core)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let core = try ServerCore(configuration: configuration, group: group)
+        var dashboard: DemoDashboard?
+        if configuration.demo {
+            let started = try await DemoDashboard.start(group: group, tlsContext: try core.backendServerTLSContext())
+            dashboard = started
+            do {
+                try DemoData.load(into: core.store, dashboard: started)
+            } catch {
+                await started.stop()
+                throw error
+            }
+            DemoData.forbidden.forEach(core.addForbiddenRule)
+        }
+        do {
+            try await core.listen(port: configuration.port)
+        } catch {
+            await dashboard?.stop()
+            throw error
+        }
+        let standIn = StandIn(core: core, demoDashboard: dashboard)
         if let directory = configuration.stateDirectory {
             try standIn.writeState(to: directory)
         }
@@ -179,6 +233,16 @@ public final class StandIn: Sendable {
         core.setTokens(tokens)
     }
 
+    /// Adds a permission the stand-in's user lacks (see `ForbiddenRule`).
+    public func forbid(_ rule: ForbiddenRule) {
+        core.addForbiddenRule(rule)
+    }
+
+    /// Removes every forbidden rule.
+    public func allowAll() {
+        core.setForbiddenRules([])
+    }
+
     /// A new client certificate and key (PEM) signed by the stand-in's CA, for a further identity; the echo
     /// endpoint reports the common name of the certificate a connection presented.
     public func issueClientCertificate(commonName: String, organization: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
@@ -198,9 +262,10 @@ public final class StandIn: Sendable {
         try await core.listen(port: port)
     }
 
-    /// Closes the listener and every connection. Watches end with their connections.
+    /// Closes the listener and every connection (and the demo dashboard). Watches end with their connections.
     public func stop() async throws {
         await core.closeAll()
+        await demoDashboard?.stop()
     }
 
     // MARK: Store operations for tests

@@ -5,6 +5,7 @@ enum Resource: String, Sendable, CaseIterable {
     case pods
     case configmaps
     case namespaces
+    case services
     case deployments
 
     var kind: String {
@@ -12,6 +13,7 @@ enum Resource: String, Sendable, CaseIterable {
         case .pods: "Pod"
         case .configmaps: "ConfigMap"
         case .namespaces: "Namespace"
+        case .services: "Service"
         case .deployments: "Deployment"
         }
     }
@@ -21,6 +23,7 @@ enum Resource: String, Sendable, CaseIterable {
         case .pods: "pod"
         case .configmaps: "configmap"
         case .namespaces: "namespace"
+        case .services: "service"
         case .deployments: "deployment"
         }
     }
@@ -34,6 +37,7 @@ enum Resource: String, Sendable, CaseIterable {
         case .pods: ["po"]
         case .configmaps: ["cm"]
         case .namespaces: ["ns"]
+        case .services: ["svc"]
         case .deployments: ["deploy"]
         }
     }
@@ -70,6 +74,9 @@ final class ObjectStore: Sendable {
 
     private struct State {
         var resourceVersion = 1
+        /// The last address handed out in 10.96.0.0/16 (services get cluster IPs in order; 10.96.0.1 is reserved
+        /// for the `kubernetes` service).
+        var lastClusterIP = 1
         var objects: [Resource: [String: JSON]] = [:]
         var watchers: [Int: Watcher] = [:]
         var nextWatcherID = 1
@@ -143,6 +150,9 @@ final class ObjectStore: Sendable {
             case .namespaces:
                 object["spec"] = .obj(["finalizers": .array([.string("kubernetes")])])
                 object["status"] = .obj(["phase": .string("Active")])
+            case .services:
+                object["spec"] = try Self.serviceSpec(body["spec"] ?? .obj([:]), state: &state)
+                object["status"] = .obj(["loadBalancer": .obj([:])])
             case .deployments:
                 object["spec"] = body["spec"] ?? .obj(["replicas": .int(1)])
                 object["status"] = body["status"] ?? .obj([:])
@@ -210,6 +220,37 @@ final class ObjectStore: Sendable {
     }
 
     // MARK: Helpers (lock held)
+
+    /// A Service spec as the apiserver stores it: `type` defaults to ClusterIP, a cluster IP is allocated unless one is
+    /// given, every port gets `protocol: TCP` and a `targetPort` (the port itself) when they are missing.
+    private static func serviceSpec(_ given: JSON, state: inout State) throws -> JSON {
+        guard given.isObject else { throw StoreError.invalid("spec: must be an object") }
+        var spec = given
+        if spec["type"] == nil { spec["type"] = .string("ClusterIP") }
+        if spec["clusterIP"] == nil {
+            state.lastClusterIP += 1
+            let n = state.lastClusterIP
+            spec["clusterIP"] = .string("10.96.\(n / 250).\(n % 250)")
+        }
+        if let clusterIP = spec["clusterIP"], spec["clusterIPs"] == nil { spec["clusterIPs"] = .array([clusterIP]) }
+        guard case .array(let ports) = spec["ports"] ?? .array([]) else { throw StoreError.invalid("spec.ports: must be a list") }
+        var normalized: [JSON] = []
+        for (index, port) in ports.enumerated() {
+            guard case .int = port["port"] ?? .null else {
+                throw StoreError.invalid("spec.ports[\(index)].port: Required value")
+            }
+            var port = port
+            if port["protocol"] == nil { port["protocol"] = .string("TCP") }
+            if port["targetPort"] == nil { port["targetPort"] = port["port"] }
+            normalized.append(port)
+        }
+        if ports.count > 1, normalized.contains(where: { ($0["name"]?.stringValue ?? "").isEmpty }) {
+            throw StoreError.invalid("spec.ports: Required value: every port of a multi-port service needs a name")
+        }
+        spec["ports"] = .array(normalized)
+        if spec["sessionAffinity"] == nil { spec["sessionAffinity"] = .string("None") }
+        return spec
+    }
 
     private static func skeleton(
         _ resource: Resource,

@@ -43,6 +43,9 @@ enum Daemon {
             announcement += "Serving \(what) on \(address)\n"
         }
         Console.writeStdout(announcement)
+        if let url = ServiceIndexURL.announced(addresses: addresses) {
+            Console.writeStderr("Service index for browsers: \(url)\n")
+        }
         SystemdActivation.notify("READY=1")
 
         // A parent (a test runner, some supervisors) may have blocked these in the inherited mask.

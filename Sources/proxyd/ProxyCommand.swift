@@ -48,6 +48,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(help: "Regular expression for HTTP methods that the proxy should reject (example --reject-methods='POST,PUT,PATCH').")
     var rejectMethods: String = RequestFilter.defaultRejectMethods
 
+    @Option(help: "Regular expressions (comma-separated, as --accept-hosts) for browser origins allowed to make cross-origin requests through the proxy: WebSocket/SPDY upgrades, methods other than GET, HEAD and OPTIONS, and cross-site fetches. Empty: no origin is trusted.")
+    var acceptOrigins: String = RequestFilter.defaultAcceptOrigins
+
     @Flag(help: "If true, disable request filtering in the proxy. This is dangerous, and can leave you vulnerable to XSRF attacks, when used with an accessible port.")
     var disableFilter = false
 
@@ -252,7 +255,7 @@ struct ProxyCommand: ParsableCommand {
             do {
                 filter = try RequestFilter(
                     acceptHosts: acceptHosts, acceptPaths: acceptPaths, rejectPaths: rejectPaths,
-                    rejectMethods: rejectMethods)
+                    rejectMethods: rejectMethods, acceptOrigins: acceptOrigins)
             } catch {
                 throw StartupError(message: "\(error)")
             }

@@ -31,6 +31,9 @@ struct StandInAPIServer: AsyncParsableCommand {
     @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.")
     var maxConcurrentStreams = 250
 
+    @Flag(help: "Load the demo's sample data (namespaces demo, monitoring, restricted) and serve the demo dashboard on loopback.")
+    var demo = false
+
     func run() async throws {
         var config = StandInConfiguration()
         config.host = host
@@ -40,6 +43,7 @@ struct StandInAPIServer: AsyncParsableCommand {
         config.largeListBytes = largeListBytes
         config.maxConcurrentStreams = maxConcurrentStreams
         config.stateDirectory = stateDirectory
+        config.demo = demo
 
         // Take over SIGTERM and SIGINT before announcing, so a signal right after the line is handled cleanly.
         signal(SIGTERM, SIG_IGN)
@@ -54,6 +58,9 @@ struct StandInAPIServer: AsyncParsableCommand {
 
         let standIn = try await StandIn.start(config)
         print("Stand-in apiserver serving on \(standIn.url)")
+        if let dashboard = standIn.demoDashboard {
+            print("Demo dashboard backend on 127.0.0.1:\(dashboard.httpPort) (http) and 127.0.0.1:\(dashboard.httpsPort) (https)")
+        }
         fflush(nil)  // flush stdout (all stdio streams) so a parent reading the pipe sees the line now
 
         for await _ in signals { break }

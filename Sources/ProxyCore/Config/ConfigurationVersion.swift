@@ -18,6 +18,8 @@ final class ConfigurationVersion: Sendable {
     private let tls: Mutex<(main: TLSContext?, upgrade: TLSContext?)>
     let proxy: UpstreamProxy?
     let router: PathRouter
+    /// Decides each request's target from its Host and path (Routing/), with `router`.
+    let requestRouter: RequestRouter
     let locationRewriter: LocationRewriter
     private let logger: Logger
     private let counters: ServiceCounters
@@ -27,8 +29,8 @@ final class ConfigurationVersion: Sendable {
     /// - Throws: `CredentialError` (an auth-provider or exec configuration proxyd cannot use), `TLSError`, or the
     ///   `ProxyEndpointError` of an unusable `proxy-url`.
     init(
-        id: UInt64, target: UpstreamTarget, apiPrefix: String, appendServerPath: Bool, logger: Logger,
-        counters: ServiceCounters
+        id: UInt64, target: UpstreamTarget, apiPrefix: String, appendServerPath: Bool, staticFiles: StaticFiles?,
+        logger: Logger, counters: ServiceCounters
     ) throws {
         self.id = id
         self.target = target
@@ -52,6 +54,7 @@ final class ConfigurationVersion: Sendable {
             proxy = nil
         }
         router = PathRouter(apiPrefix: apiPrefix, serverBasePath: appendServerPath ? target.basePath : "")
+        requestRouter = RequestRouter(paths: router, staticFiles: staticFiles)
         locationRewriter = LocationRewriter(target: target, router: router)
     }
 

@@ -11,6 +11,10 @@ struct TargetResolver {
     private var user = KubeconfigUser(origin: "")
     private var userName: String?
     private var userPath: String?
+    /// The names behind the selection, for people (`UpstreamTarget.contextName` and the like).
+    private var selectedContext: String?
+    private var selectedCluster: String?
+    private var selectedNamespace: String?
     /// kubeconfig field names whose current value came from a command-line flag.
     private var fromFlags: Set<String> = []
 
@@ -79,6 +83,8 @@ struct TargetResolver {
             contextName = name
         }
         let contextPath = contextName.map { "contexts[\($0)].context" }
+        selectedContext = contextName
+        selectedNamespace = context?.namespace
 
         if let name = selection.cluster.nonEmpty {
             guard let found = config.clusters[name] else {
@@ -87,6 +93,7 @@ struct TargetResolver {
             }
             cluster = found
             clusterPath = "clusters[\(name)].cluster"
+            selectedCluster = name
         } else if let context, let contextPath, let name = context.cluster {
             guard let found = config.clusters[name] else {
                 throw ConfigError(
@@ -95,6 +102,7 @@ struct TargetResolver {
             }
             cluster = found
             clusterPath = "clusters[\(name)].cluster"
+            selectedCluster = name
         } else if overrides.server.nonEmpty == nil {
             if let context, let contextPath {
                 throw ConfigError(
@@ -328,6 +336,10 @@ struct TargetResolver {
             scheme: server.scheme, host: server.host, port: server.port, basePath: server.basePath,
             authority: server.authority, tls: tls, credentials: credentials, proxyURL: cluster.proxyURL,
             disableCompression: cluster.disableCompression)
+        target.contextName = selectedContext
+        target.clusterName = selectedCluster
+        target.userName = userName
+        target.namespace = selectedNamespace
         if https && hasCert {
             target.clientCertificateFile = user.clientCertificate
             target.clientKeyFile = user.clientKey

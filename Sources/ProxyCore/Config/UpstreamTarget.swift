@@ -36,6 +36,12 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// proxyd runs, so a rotated identity is used by new upstream connections.
     public var clientCertificateFile: String?
     public var clientKeyFile: String?
+    /// The kubeconfig names behind this target, for people (the service index page): the context, cluster and user
+    /// used, and the context's namespace. `nil` when there is none (in-cluster, `--server` without a context).
+    public var contextName: String?
+    public var clusterName: String?
+    public var userName: String?
+    public var namespace: String?
 
     public init(
         scheme: String, host: String, port: UInt16, basePath: String = "", authority: String,

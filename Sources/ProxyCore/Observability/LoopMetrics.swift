@@ -103,7 +103,7 @@ struct MetricsSnapshot: Sendable, Equatable {
     var responseBodyBytes = 0
     var tunnelBytesToUpstream = 0
     var tunnelBytesToClient = 0
-    var filterRejections = [Int](repeating: 0, count: FilterRejection.allCases.count)
+    var filterRejections = [Int](repeating: 0, count: FilterRule.allCases.count)
     var upstreamErrors = [Int](repeating: 0, count: UpstreamErrorKind.allCases.count)
     /// Upstream connections set up (TCP and TLS done), by protocol index (0 `h2`, 1 `http/1.1`).
     var upstreamConnectionsOpened = [0, 0]

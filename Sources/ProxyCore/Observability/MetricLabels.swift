@@ -21,22 +21,10 @@ enum MethodLabel {
     }
 }
 
-/// Which of kubectl's filters refused a request (`proxyd_filter_rejections_total{filter}`).
-enum FilterRejection: Int, CaseIterable, Sendable {
-    /// `--accept-hosts` did not match the Host.
-    case host
-    /// `--reject-paths` matched, or `--accept-paths` did not.
-    case path
-    /// `--reject-methods` matched.
-    case method
-
-    var label: String {
-        switch self {
-        case .host: "host"
-        case .path: "path"
-        case .method: "method"
-        }
-    }
+extension FilterRule {
+    /// The rule's place in `MetricsSnapshot.filterRejections` (`proxyd_filter_rejections_total{filter}`, the label
+    /// is the raw value: `host`, `path`, `method`, `origin`).
+    var metricIndex: Int { Self.allCases.firstIndex(of: self) ?? 0 }
 }
 
 /// What went wrong with an upstream connection (`proxyd_upstream_connection_errors_total{kind}`).

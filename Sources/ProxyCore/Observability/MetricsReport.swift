@@ -83,10 +83,9 @@ struct MetricsReport: Sendable {
         out.family(
             "proxyd_filter_rejections_total", .counter,
             help: "Requests refused with 403 by a request filter (--accept-hosts, --accept-paths/--reject-paths, "
-                + "--reject-methods).")
-        for rejection in FilterRejection.allCases {
-            out.sample(
-                "proxyd_filter_rejections_total", ["filter": rejection.label], l.filterRejections[rejection.rawValue])
+                + "--reject-methods, the cross-origin guard).")
+        for rule in FilterRule.allCases {
+            out.sample("proxyd_filter_rejections_total", ["filter": rule.rawValue], l.filterRejections[rule.metricIndex])
         }
     }
 

@@ -20,7 +20,14 @@ struct LocationRewriter: Sendable {
     }
 
     func rewrite(_ location: String) -> String? {
-        guard let rest = stripApiserverOrigin(location) else { return nil }
+        apiserverPath(of: location, anyScheme: false).map { publicPrefix + $0 }
+    }
+
+    /// The path (query included) that an absolute URL names on the apiserver, without `--append-server-path`'s
+    /// base path; `nil` when the URL names another origin. With `anyScheme`, `http://` and `https://` both count
+    /// (a backend that was given the apiserver's Host builds its URLs with its own scheme).
+    func apiserverPath(of location: String, anyScheme: Bool) -> String? {
+        guard let rest = stripApiserverOrigin(location, anyScheme: anyScheme) else { return nil }
         var path = rest.isEmpty ? "/" : rest
         if !path.hasPrefix("/") {
             guard path.hasPrefix("?") else { return nil }
@@ -32,14 +39,14 @@ struct LocationRewriter: Sendable {
                 path = after.hasPrefix("/") ? String(after) : "/" + after
             }
         }
-        return publicPrefix + path
+        return path
     }
 
     /// The part after `scheme://authority` when the URL names the apiserver, else `nil`.
-    private func stripApiserverOrigin(_ location: String) -> String? {
+    private func stripApiserverOrigin(_ location: String, anyScheme: Bool) -> String? {
         let lower = location.lowercased()
-        let scheme = target.scheme.lowercased() + "://"
-        guard lower.hasPrefix(scheme) else { return nil }
+        let schemes = anyScheme ? ["https://", "http://"] : [target.scheme.lowercased() + "://"]
+        guard let scheme = schemes.first(where: { lower.hasPrefix($0) }) else { return nil }
         let afterScheme = location.dropFirst(scheme.count)
         let end = afterScheme.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? afterScheme.endIndex
         let authority = afterScheme[..<end].lowercased()

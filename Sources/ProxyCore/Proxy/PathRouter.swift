@@ -33,14 +33,17 @@ public struct PathRouter: Sendable {
     /// - Parameter rawPath: the path component of the request-target as received (origin form), still escaped.
     /// - Parameter rawQuery: the query without `?`, or `nil` when the target had no `?`.
     public func route(rawPath: String, rawQuery: String?) -> Decision {
-        guard let decoded = PercentEncoding.decode(rawPath) else {
-            return .badRequest("invalid URL escape in path")
-        }
         let querySuffix = rawQuery.map { "?" + $0 } ?? ""
-        let cleaned = Self.cleanPath(decoded)
-        if cleaned != decoded {
-            return .redirect(location: PercentEncoding.encodePath(cleaned) + querySuffix)
+        let decoded: String
+        switch Self.checkedPath(rawPath: rawPath, querySuffix: querySuffix) {
+        case .clean(let path): decoded = path
+        case .answer(let decision): return decision
         }
+        return route(rawPath: rawPath, cleanPath: decoded, querySuffix: querySuffix)
+    }
+
+    /// `route(rawPath:rawQuery:)` for a path `checkedPath` already decoded and found clean.
+    func route(rawPath: String, cleanPath decoded: String, querySuffix: String) -> Decision {
         // Bare prefix: "/custom" → "/custom/".
         if apiPrefix != "/" && decoded + "/" == apiPrefix {
             return .redirect(location: PercentEncoding.encodePath(apiPrefix) + querySuffix)
@@ -66,6 +69,26 @@ public struct PathRouter: Sendable {
             upstreamRaw = serverBasePath + upstreamRaw
         }
         return .forward(upstreamTarget: upstreamRaw + querySuffix, filterPath: filterPath)
+    }
+
+    enum CheckedPath: Equatable {
+        /// The decoded path, which has no `.`/`..` segments and no `//`.
+        case clean(String)
+        /// 400 for a malformed escape, 301 to the cleaned path otherwise.
+        case answer(Decision)
+    }
+
+    /// Decodes `rawPath` and checks that it is clean: what both the path form and the service hosts require before
+    /// a path is mapped, so that no `..` (raw or escaped) ever reaches the apiserver.
+    static func checkedPath(rawPath: String, querySuffix: String) -> CheckedPath {
+        guard let decoded = PercentEncoding.decode(rawPath) else {
+            return .answer(.badRequest("invalid URL escape in path"))
+        }
+        let cleaned = cleanPath(decoded)
+        if cleaned != decoded {
+            return .answer(.redirect(location: PercentEncoding.encodePath(cleaned) + querySuffix))
+        }
+        return .clean(decoded)
     }
 
     /// Go's `path.Clean`, keeping a trailing slash (as `net/http.cleanPath` does).
@@ -156,12 +179,17 @@ enum PercentEncoding {
     }
 
     private static func isPathChar(_ b: UInt8) -> Bool {
+        isUnreservedOrSubDelim(b) || b == UInt8(ascii: ":") || b == UInt8(ascii: "@") || b == UInt8(ascii: "/")
+    }
+
+    /// RFC 3986 unreserved characters and sub-delims: what a reg-name (a host) is made of, besides `%XX`.
+    static func isUnreservedOrSubDelim(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
-            return "-._~!$&'()*+,;=:@/".utf8.contains(b)
+            return "-._~!$&'()*+,;=".utf8.contains(b)
         }
     }
 

@@ -55,6 +55,10 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// The revision of the configured credentials the request was sent with (nil: the client's own
     /// `Authorization`, or not sent upstream).
     private var credentialRevision: UInt64?
+    /// The service or pod of a request on its own host (`*.svc.localhost`): its responses are rewritten to stay there.
+    private var proxyTarget: ProxyTarget?
+    /// Gathering the service index page.
+    private var serviceIndexLoader: ServiceIndexLoader?
 
     init(connection: ClientConnection, head: HTTPRequestHead) {
         self.connection = connection
@@ -70,38 +74,43 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     private var isHead: Bool { head.method == "HEAD" }
 
-    /// Decides what to do with the request: answer locally or start the upstream exchange.
+    /// Decides what to do with the request: answer locally or start the upstream exchange. The target comes from
+    /// `RequestRouter` (Host + path, Routing/); then the filter and the cross-origin guard have their say.
     func begin() {
         guard let target = RequestTarget(head.target) else {
             keepAlive = false
             respondLocally(.badRequest(status: 400, reason: "Bad Request: invalid request-target"))
             return
         }
-        if let files = shared.staticFiles, let decoded = PercentEncoding.decode(target.rawPath),
-            PathRouter.cleanPath(decoded) == decoded,
-            files.claims(path: decoded, apiPrefix: shared.apiPrefix)
-        {
-            respondLocally(files.respond(path: decoded, rawQuery: target.rawQuery, method: head.method, headers: head.headers))
-            return
+        let hosts = connection.context.hostClasses
+        let hostHeader = head.headers.first("host")
+        let host = target.host ?? hostHeader ?? ""
+        var hostClass = hosts.hostClass(host)
+        if target.host != nil, let hostHeader, case .invalid(let reason) = hosts.hostClass(hostHeader) {
+            hostClass = .invalid(reason)  // RFC 9112 §3.2: an invalid Host is refused even when the target overrides it
         }
-        let decision = version.router.route(rawPath: target.rawPath, rawQuery: target.rawQuery)
-        switch decision {
+        switch version.requestRouter.route(method: head.method, target: target, host: hostClass, headers: head.headers) {
+        case .invalidHost(let reason):
+            keepAlive = false
+            shared.logger.info("rejecting request with invalid Host", metadata: [LogKeys.connectionID: "\(connection.id)", "reason": "\(reason)"])
+            respondLocally(.invalidHost(reason))
+        case .methodNotAllowed(let method):
+            respondLocally(.methodNotAllowed(method))
+        case .staticFile(let path):
+            let files = version.requestRouter.staticFiles
+            respondLocally(files?.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers) ?? .notFound)
         case .badRequest(let why):
             respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
         case .notFound:
             respondLocally(.notFound)
         case .redirect(let location):
             respondLocally(.movedPermanently(to: location))
-        case .forward(let upstreamTarget, let filterPath):
-            let host = target.host ?? head.headers.first("host") ?? ""
-            if let filter = connection.context.filterCache,
-                let rejection = filter.rejection(method: head.method, path: filterPath, host: host)
-            {
-                metrics.values.filterRejections[rejection.rawValue] += 1
-                shared.logger.info("Filter rejecting \(head.method) \(filterPath) \(host)")
-                respondLocally(.forbidden)
-                return
-            }
+        case .serviceIndex:
+            guard passesFilter(path: "/", host: host, hostClass: hostClass) else { return }
+            startServiceIndex(hostClass: hostClass)
+        case .forward(let upstreamTarget, let filterPath, let proxyTarget):
+            guard passesFilter(path: filterPath, host: host, hostClass: hostClass) else { return }
+            self.proxyTarget = proxyTarget
             upstreamPath = upstreamTarget
             kind = RequestKind.classify(target: upstreamTarget, isUpgrade: head.isUpgrade)
             if kind == .watch { metrics.values.watches += 1 }
@@ -111,6 +120,56 @@ final class ProxyExchange: UpstreamResponseHandler {
                 forward(upstreamTarget: upstreamTarget)
             }
         }
+    }
+
+    /// kubectl's filter, then the cross-origin guard; answers 403 and returns false when one refuses.
+    private func passesFilter(path: String, host: String, hostClass: HostClass) -> Bool {
+        guard let filter = connection.context.filterCache else { return true }
+        let authority: HostAuthority
+        switch hostClass {
+        case .ordinary(let a), .target(_, let a): authority = a
+        case .invalid: return false
+        }
+        let (verdict, origin) = filter.check(
+            method: head.method, path: path, host: host, browser: OriginGuard.Request(head), authority: authority)
+        switch (verdict, origin) {
+        case (.accept, .crossOriginAllowed(let from)):
+            shared.logger.info("Filter accepting cross-origin \(head.method) \(path) \(host) from \(from) (not readable without CORS)")
+        case (.accept, .trusted(let from)):
+            shared.logger.info("Filter accepting \(head.method) \(path) \(host) from \(from) (--accept-origins)")
+        case (.reject(.origin), .refused(_, let message)):
+            metrics.values.filterRejections[FilterRule.origin.metricIndex] += 1
+            shared.logger.info("Filter rejecting \(head.method) \(path) \(host): \(message)")
+            respondLocally(.crossOriginRefused(message))
+            return false
+        case (.reject(let rule), _):
+            metrics.values.filterRejections[rule.metricIndex] += 1
+            shared.logger.info("Filter rejecting \(head.method) \(path) \(host)")
+            respondLocally(.forbidden)
+            return false
+        default:
+            break
+        }
+        return true
+    }
+
+    /// A browser opened the proxy's root: list the services (upstream requests from this loop, with the proxy's
+    /// credentials), then answer with the page.
+    private func startServiceIndex(hostClass: HostClass) {
+        var port: String?
+        if case .ordinary(let authority) = hostClass, let p = authority.port, !p.isEmpty { port = String(p) }
+        let identity = ServiceIndexIdentity(target: version.target)
+        let pathPrefix = version.locationRewriter.publicPrefix
+        let loader = ServiceIndexLoader(
+            upstream: upstream, loop: connection.context.loop, clientIP: connection.peer.ipString
+        ) { [weak self] index in
+            guard let self, !self.finished else { return }
+            self.serviceIndexLoader = nil
+            let page = ServiceIndexPage(identity: identity, index: index, proxyPort: port, pathPrefix: pathPrefix)
+            self.respondLocally(.serviceIndex(page.html()))
+        }
+        serviceIndexLoader = loader
+        loader.start()
     }
 
     private func forward(upstreamTarget: String) {
@@ -294,7 +353,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         responseStarted = true
         responseStatus = status
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
-        if let location = headers.first("location"), let local = version.locationRewriter.rewrite(location) {
+        if let proxyTarget {
+            TargetResponseRewriter(target: proxyTarget, locations: version.locationRewriter).rewrite(&headers)
+        } else if let location = headers.first("location"), let local = version.locationRewriter.rewrite(location) {
             headers.replaceOrAdd(name: "Location", value: local)
         }
         let bodyless = isHead || status == 204 || status == 304 || (100..<200).contains(status)
@@ -415,6 +476,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     func cancel() {
         guard !finished else { return }
         finished = true
+        serviceIndexLoader?.cancel()
+        serviceIndexLoader = nil
         stream?.cancel()
         stream = nil
         logAccess(cancelled: true)

@@ -59,7 +59,8 @@ extension ProxyServer {
         do {
             version = try ConfigurationVersion(
                 id: id, target: target, apiPrefix: configuration.apiPrefix,
-                appendServerPath: configuration.appendServerPath, logger: logger, counters: counters)
+                appendServerPath: configuration.appendServerPath, staticFiles: shared.staticFiles, logger: logger,
+                counters: counters)
         } catch {
             return refused("\(error)", reason: reason)
         }

@@ -55,6 +55,8 @@ final class LoopContext: @unchecked Sendable {
     private(set) var current: LoopUpstream
     /// Replaced versions whose pools still carry requests (watches, downloads); dropped once drained.
     private var retiredUpstreams: [ObjectIdentifier: LoopUpstream] = [:]
+    /// `Host` values classified for this loop (ordinary, service/pod host, invalid).
+    let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
     var draining = false
@@ -197,7 +199,8 @@ public final class ProxyServer: Sendable {
         shared = SharedProxyState(configuration: configuration, logger: logger)
         let version = try ConfigurationVersion(
             id: 1, target: configuration.upstream, apiPrefix: configuration.apiPrefix,
-            appendServerPath: configuration.appendServerPath, logger: logger, counters: counters)
+            appendServerPath: configuration.appendServerPath, staticFiles: shared.staticFiles, logger: logger,
+            counters: counters)
         counters.configurationLoaded(at: Date().timeIntervalSince1970)
         state = Mutex((version, 2, false))
         group = EventLoopGroup(count: max(1, configuration.loopCount))

@@ -1,31 +1,39 @@
 /// kubectl proxy's request filter (`FilterServer`), with its defaults and order of checks:
-/// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match.
+/// reject-paths first, then reject-methods, then accept-paths and accept-hosts must both match; then proxyd's
+/// cross-origin guard (`OriginGuard`, `--accept-origins`). `--disable-filter` turns all of them off.
 ///
 /// Patterns are comma-separated, unanchored regular expressions; an empty list matches nothing.
-/// One deliberate difference from kubectl: the Host header's port is removed *without* removing IPv6 brackets,
-/// so the default `^\[::1\]$` accepts `Host: [::1]:8001` (kubernetes/kubernetes#77496).
+/// Deliberate differences from kubectl: the Host header's port is removed *without* removing IPv6 brackets,
+/// so the default `^\[::1\]$` accepts `Host: [::1]:8001` (kubernetes/kubernetes#77496); and the default hosts
+/// also accept the service and pod hosts `*.svc.localhost` / `*.pod.localhost`, which no DNS can rebind
+/// (browsers resolve `*.localhost` to loopback themselves, RFC 6761).
 public struct RequestFilter: Sendable {
-    public static let defaultAcceptHosts = #"^localhost$,^127\.0\.0\.1$,^\[::1\]$"#
+    public static let defaultAcceptHosts = #"^localhost$,^127\.0\.0\.1$,^\[::1\]$,(?i)\.(svc|pod)\.localhost$"#
     public static let defaultAcceptPaths = "^.*"
     public static let defaultRejectPaths = "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach"
     public static let defaultRejectMethods = "^$"
+    /// No origin is trusted by default.
+    public static let defaultAcceptOrigins = ""
 
     let acceptHosts: PatternList
     let acceptPaths: PatternList
     let rejectPaths: PatternList
     let rejectMethods: PatternList
+    let originGuard: OriginGuard
 
     /// - Throws: `FilterError` naming the flag and the pattern that does not compile.
     public init(
         acceptHosts: String = RequestFilter.defaultAcceptHosts,
         acceptPaths: String = RequestFilter.defaultAcceptPaths,
         rejectPaths: String = RequestFilter.defaultRejectPaths,
-        rejectMethods: String = RequestFilter.defaultRejectMethods
+        rejectMethods: String = RequestFilter.defaultRejectMethods,
+        acceptOrigins: String = RequestFilter.defaultAcceptOrigins
     ) throws(FilterError) {
         self.acceptHosts = try PatternList(acceptHosts, flag: "accept-hosts")
         self.acceptPaths = try PatternList(acceptPaths, flag: "accept-paths")
         self.rejectPaths = try PatternList(rejectPaths, flag: "reject-paths")
         self.rejectMethods = try PatternList(rejectMethods, flag: "reject-methods")
+        originGuard = OriginGuard(acceptOrigins: try PatternList(acceptOrigins, flag: "accept-origins"))
     }
 
     /// - Parameters:
@@ -33,15 +41,15 @@ public struct RequestFilter: Sendable {
     ///   - path: the *decoded* path after API-prefix stripping.
     ///   - host: the Host header value (or the host of an absolute-form target), port included.
     public func accepts(method: String, path: String, host: String) -> Bool {
-        rejection(method: method, path: path, host: host) == nil
+        verdict(method: method, path: path, host: host) == .accept
     }
 
-    /// Which filter refuses the request, in kubectl's order of checks; nil when it is accepted.
-    func rejection(method: String, path: String, host: String) -> FilterRejection? {
-        if rejectPaths.matches(path) { return .path }
-        if rejectMethods.matches(method) { return .method }
-        if !acceptPaths.matches(path) { return .path }
-        return acceptHosts.matches(Self.hostWithoutPort(host)) ? nil : .host
+    /// kubectl's checks, naming the one that rejected (the origin guard is `OriginGuard.decide`).
+    public func verdict(method: String, path: String, host: String) -> FilterVerdict {
+        if rejectPaths.matches(path) { return .reject(.path) }
+        if rejectMethods.matches(method) { return .reject(.method) }
+        if !acceptPaths.matches(path) { return .reject(.path) }
+        return acceptHosts.matches(Self.hostWithoutPort(host)) ? .accept : .reject(.host)
     }
 
     /// Removes a trailing `:port`, keeping IPv6 brackets: `[::1]:8001` → `[::1]`, `localhost:1` → `localhost`,
@@ -65,6 +73,18 @@ public struct RequestFilter: Sendable {
 
 extension Character {
     fileprivate var isASCIIDigitChar: Bool { isASCII && isNumber }
+}
+
+/// What the filter decided, and which of its checks refused a request (for logs and per-filter counters).
+public enum FilterVerdict: Equatable, Sendable {
+    case accept
+    case reject(FilterRule)
+}
+
+/// The filter's checks: `--accept-hosts`; `--accept-paths`/`--reject-paths`; `--reject-methods`; the cross-origin
+/// guard (`--accept-origins`).
+public enum FilterRule: String, Sendable, CaseIterable {
+    case host, path, method, origin
 }
 
 /// A flag's regular expression failed to compile.
@@ -123,18 +143,31 @@ final class RequestFilterCache {
 
     /// Same answer as `RequestFilter.accepts`, in the same order of checks.
     func accepts(method: String, path: String, host: String) -> Bool {
-        rejection(method: method, path: path, host: host) == nil
+        verdict(method: method, path: path, host: host) == .accept
     }
 
-    /// Same answer as `RequestFilter.rejection`.
-    func rejection(method: String, path: String, host: String) -> FilterRejection? {
-        if memo(&pathRejected, path, filter.rejectPaths.matches) { return .path }
-        if memo(&methodRejected, method, filter.rejectMethods.matches) { return .method }
-        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return .path }
-        let accepted = memo(&hostAccepted, host) { [filter] in
+    /// Same answer as `RequestFilter.verdict`, in the same order of checks.
+    func verdict(method: String, path: String, host: String) -> FilterVerdict {
+        if memo(&pathRejected, path, filter.rejectPaths.matches) { return .reject(.path) }
+        if memo(&methodRejected, method, filter.rejectMethods.matches) { return .reject(.method) }
+        guard memo(&pathAccepted, path, filter.acceptPaths.matches) else { return .reject(.path) }
+        let hostAccepted = memo(&hostAccepted, host) { [filter] in
             filter.acceptHosts.matches(RequestFilter.hostWithoutPort($0))
         }
-        return accepted ? nil : .host
+        return hostAccepted ? .accept : .reject(.host)
+    }
+
+    /// Every check: kubectl's first, then the cross-origin guard (`browser` is `nil` for a request without
+    /// `Origin` or Fetch Metadata: nothing more to check). `origin` tells the guard's decision even when the
+    /// verdict is `accept` (a cross-origin GET let through is logged).
+    func check(
+        method: String, path: String, host: String, browser: OriginGuard.Request?, authority: HostAuthority
+    ) -> (verdict: FilterVerdict, origin: OriginGuard.Decision) {
+        let verdict = verdict(method: method, path: path, host: host)
+        guard verdict == .accept, let browser else { return (verdict, .sameOrigin) }
+        let origin = filter.originGuard.decide(browser, authority: authority)
+        if case .refused = origin { return (.reject(.origin), origin) }
+        return (.accept, origin)
     }
 
     private func memo(_ table: inout [String: Bool], _ key: String, _ compute: (String) -> Bool) -> Bool {

@@ -41,4 +41,14 @@ enum JSONDocument: Decodable, Equatable {
         if case .object(let o) = self { return o }
         return nil
     }
+
+    var array: [JSONDocument]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    var number: Double? {
+        if case .number(let n) = self { return n }
+        return nil
+    }
 }

@@ -65,13 +65,24 @@ struct StreamingUpgradeDeclined: Error {}
 /// For the streaming subresources of a pod in the store, it speaks what kubelet speaks: exec and attach over
 /// WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`) or SPDY (`X-Stream-Protocol-Version: v4.channel.k8s.io`),
 /// port-forward over SPDY (`portforward.k8s.io`), tunnelled in WebSocket (`SPDY/3.1+portforward.k8s.io`)
-/// or not. Any other path gets the raw echo tunnel (`TunnelEchoHandler`), which tests use to see that a proxy is a
-/// transparent byte pipe.
+/// or not. A service or pod proxy path with a loopback backend is tunnelled to that backend (`BackendTunnel`) when
+/// the backend itself answers 101; if it does not, the request is answered as a plain proxied request. Any other
+/// path gets the raw echo tunnel (`TunnelEchoHandler`), which tests use to see that a proxy is a transparent byte
+/// pipe.
 struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
     let supportedProtocol: String
     let requiredUpgradeHeaders: [String] = []
     let core: ServerCore
     let connection: ConnectionInfo
+    /// The backend connection between `buildUpgradeResponse` and `upgrade` (one upgrade per connection).
+    let pendingTunnel: NIOLoopBoundBox<BackendTunnel.Response?>
+
+    init(supportedProtocol: String, core: ServerCore, connection: ConnectionInfo, eventLoop: any EventLoop) {
+        self.supportedProtocol = supportedProtocol
+        self.core = core
+        self.connection = connection
+        self.pendingTunnel = NIOLoopBoundBox(nil, eventLoop: eventLoop)
+    }
 
     static let execWebSocketProtocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
     static let portForwardWebSocketProtocols = ["SPDY/3.1+portforward.k8s.io"]
@@ -81,6 +92,7 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
     static let webSocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
     private enum Plan {
+        case backend(ServiceProxyTarget, ProxyBackend)
         case echo
         case webSocket(StreamingTarget, subprotocol: String, accept: String)
         case spdy(StreamingTarget, streamProtocol: String)
@@ -90,6 +102,12 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
 
     /// Decides from the request alone, so `buildUpgradeResponse` and `upgrade` agree.
     private func plan(_ request: HTTPRequestHead) -> Plan? {
+        let rawPath = String(request.uri.prefix { $0 != "?" })
+        if let proxied = ServiceProxyTarget.parse(rawPath: rawPath), !proxied.path.isEmpty,
+            case .backend(let backend) = core.store.resolve(proxied)
+        {
+            return authenticated(request) ? .backend(proxied, backend) : nil
+        }
         guard let target = StreamingTarget.parse(request.uri) else { return .echo }
         guard authenticated(request), core.store.get(.pods, namespace: target.namespace, name: target.pod) != nil else {
             return nil
@@ -124,6 +142,13 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
         switch plan(upgradeRequest) {
         case nil:
             return channel.eventLoop.makeFailedFuture(StreamingUpgradeDeclined())
+        case .backend(let target, let backend):
+            let initial = headers
+            return openTunnel(channel: channel, request: upgradeRequest, target: target, backend: backend).map { extra in
+                var headers = initial
+                headers.add(contentsOf: extra)
+                return headers
+            }
         case .echo:
             if let offered = upgradeRequest.headers.first(name: "sec-websocket-protocol") {
                 headers.add(name: "Sec-WebSocket-Protocol", value: offered)
@@ -145,6 +170,13 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
         var handlers: [any ChannelHandler] = []
         let kind: String
         switch plan {
+        case .backend:
+            guard let response = pendingTunnel.value else {
+                return context.eventLoop.makeFailedFuture(StreamingUpgradeDeclined())
+            }
+            pendingTunnel.value = nil
+            core.recordUpgrade("proxy \(supportedProtocol)")
+            return context.eventLoop.makeCompletedFuture { try BackendTunnel.join(clientContext: context, backend: response) }
         case .echo:
             return upgradeToEcho(context: context, upgradeRequest: upgradeRequest)
         case .webSocket(let target, let subprotocol, _):
@@ -182,6 +214,32 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
             return context.eventLoop.makeSucceededFuture(())
         } catch {
             return context.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// Sends the upgrade request to the backend and waits for its head; on 101 keeps the connection for `upgrade` and
+    /// returns the backend's fields for the stand-in's own 101 (NIO adds `Connection` and `Upgrade`).
+    private func openTunnel(
+        channel: any Channel, request: HTTPRequestHead, target: ServiceProxyTarget, backend: ProxyBackend
+    ) -> EventLoopFuture<[(String, String)]> {
+        let query = request.uri.firstIndex(of: "?").map { String(request.uri[$0...]) } ?? ""
+        let head = ProxyHeaders.backendRequest(
+            request, uri: target.path + query, clientAddress: channel.remoteAddress?.ipAddress, forwardedURI: nil,
+            backendHostPort: backend.hostPort, bodyLength: nil)
+        let pending = pendingTunnel
+        return BackendTunnel.open(
+            backend: backend, head: head, eventLoop: channel.eventLoop,
+            tlsContext: backend.scheme == "https" ? core.backendTLSContext : nil
+        ).flatMapThrowing { response in
+            guard response.status == 101 else {
+                response.channel.close(promise: nil)
+                throw StreamingUpgradeDeclined()  // asked again as a plain request by RequestHandler
+            }
+            pending.value = response
+            return response.headers.filter { !["connection", "upgrade"].contains($0.0.lowercased()) }
+        }.flatMapErrorThrowing { error in
+            if error is StreamingUpgradeDeclined { throw error }
+            throw StreamingUpgradeDeclined()
         }
     }
 

@@ -6,8 +6,16 @@ protocol WebSocketApplication: AnyObject {
     func start(_ connection: WebSocketConnection)
     /// Payload of one data frame; `startsMessage` is false for continuation frames.
     func received(_ payload: [UInt8], startsMessage: Bool)
+    /// One data frame (text, binary or continuation); by default its payload goes to `received(_:startsMessage:)`.
+    func received(frame opcode: WebSocketOpcode, fin: Bool, payload: [UInt8])
     /// The connection is gone.
     func ended()
+}
+
+extension WebSocketApplication {
+    func received(frame opcode: WebSocketOpcode, fin: Bool, payload: [UInt8]) {
+        received(payload, startsMessage: opcode != .continuation)
+    }
 }
 
 /// The WebSocket side of an upgraded stand-in connection: answers pings, completes the close handshake and hands
@@ -49,10 +57,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
-        case .binary, .text:
-            application.received(Array(buffer: frame.unmaskedData), startsMessage: true)
-        case .continuation:
-            application.received(Array(buffer: frame.unmaskedData), startsMessage: false)
+        case .binary, .text, .continuation:
+            application.received(frame: frame.opcode, fin: frame.fin, payload: Array(buffer: frame.unmaskedData))
         case .ping:
             write(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))
         case .connectionClose:
@@ -69,8 +75,13 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// One binary message.
     func sendBinary(_ bytes: [UInt8]) {
+        send(opcode: .binary, fin: true, payload: bytes)
+    }
+
+    /// One data frame as given (an echo sends each frame back as it came).
+    func send(opcode: WebSocketOpcode, fin: Bool, payload: [UInt8]) {
         guard let context, !closeSent else { return }
-        write(WebSocketFrame(fin: true, opcode: .binary, data: context.channel.allocator.buffer(bytes: bytes)))
+        write(WebSocketFrame(fin: fin, opcode: opcode, data: context.channel.allocator.buffer(bytes: payload)))
     }
 
     /// Sends a close frame (after everything written so far), then closes the connection.
@@ -189,5 +200,24 @@ final class WebSocketSPDYTunnel: WebSocketApplication {
     func ended() {
         session?.transportClosed()
         session = nil
+    }
+}
+
+/// Sends every data frame back as it came (the demo dashboard's `/ws`).
+final class WebSocketEchoApplication: WebSocketApplication {
+    private weak var connection: WebSocketConnection?
+
+    func start(_ connection: WebSocketConnection) {
+        self.connection = connection
+    }
+
+    func received(_ payload: [UInt8], startsMessage: Bool) {}
+
+    func received(frame opcode: WebSocketOpcode, fin: Bool, payload: [UInt8]) {
+        connection?.send(opcode: opcode, fin: fin, payload: payload)
+    }
+
+    func ended() {
+        connection = nil
     }
 }

@@ -31,7 +31,7 @@ struct StandInTests {
             #expect(groups["kind"] as? String == "APIGroupList")
             let resources = try jsonObject(try await fixture.curl([fixture.url("/api/v1")]).stdout)
             let names = (resources["resources"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-            #expect(names == ["configmaps", "namespaces", "pods"])
+            #expect(names == ["configmaps", "namespaces", "pods", "services"])
 
             let missing = try await fixture.curl(["-w", "\n%{http_code}", fixture.url("/openapi/v2")])
             let (missingBody, code) = missing.splitTrailer()
@@ -380,7 +380,7 @@ private struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-private struct StandInCommandResult {
+struct StandInCommandResult {
     var exitCode: Int32
     var stdout: String
     var stderr: String
@@ -404,11 +404,11 @@ private final class Box<Value>: @unchecked Sendable {
 }
 
 /// Runs `body` against a fresh stand-in (port 0, state directory in /tmp) and always stops it afterwards.
-private func withFixture(
+func withFixture(
     configure: (inout StandInConfiguration) -> Void = { _ in },
-    _ body: (Fixture) async throws -> Void
+    _ body: (StandInFixture) async throws -> Void
 ) async throws {
-    let fixture = try await Fixture.start(configure)
+    let fixture = try await StandInFixture.start(configure)
     do {
         try await body(fixture)
     } catch {
@@ -418,16 +418,16 @@ private func withFixture(
     await fixture.cleanUp()
 }
 
-private struct Fixture {
+struct StandInFixture {
     let standIn: StandIn
     let directory: String
 
-    static func start(_ configure: (inout StandInConfiguration) -> Void = { _ in }) async throws -> Fixture {
+    static func start(_ configure: (inout StandInConfiguration) -> Void = { _ in }) async throws -> StandInFixture {
         let directory = NSTemporaryDirectory() + "standin-test-" + UUID().uuidString
         var config = StandInConfiguration()
         config.stateDirectory = directory
         configure(&config)
-        return Fixture(standIn: try await StandIn.start(config), directory: directory)
+        return StandInFixture(standIn: try await StandIn.start(config), directory: directory)
     }
 
     func cleanUp() async {
@@ -452,7 +452,7 @@ private struct Fixture {
         try await run(Tool.path("kubectl") ?? "/usr/bin/kubectl", ["--request-timeout", "20s"] + arguments)
     }
 
-    func stream(_ arguments: [String], executable: String = "/usr/bin/curl") throws -> LineStream {
+    fileprivate func stream(_ arguments: [String], executable: String = "/usr/bin/curl") throws -> LineStream {
         let args = executable.hasSuffix("curl") ? curlArguments(arguments, token: "standin-token") : arguments
         return try LineStream(executable: executable, arguments: args)
     }

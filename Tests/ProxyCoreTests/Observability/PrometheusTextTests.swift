@@ -71,7 +71,7 @@ import Testing
         var a = MetricsSnapshot()
         a.requests[0 * 1000 + 200] = 2
         a.durations[0, default: Histogram()].observe(nanos: 1_000)
-        a.filterRejections[FilterRejection.host.rawValue] = 1
+        a.filterRejections[FilterRule.host.metricIndex] = 1
         a.upstreamConnections.counts[0][UpstreamConnectionCounts.State.idle.rawValue] = 1
         var b = MetricsSnapshot()
         b.requests[0 * 1000 + 200] = 3
@@ -84,7 +84,7 @@ import Testing
         #expect(a.durations[0]?.count == 2)
         #expect(a.durations[0]?.sumNanos == 2_000_001_000)
         #expect(a.requestsInFlight == 1)
-        #expect(a.filterRejections == [1, 0, 0])
+        #expect(a.filterRejections == [1, 0, 0, 0])
         #expect(a.upstreamConnections.counts[0] == [0, 1, 0])
         #expect(a.upstreamConnections.streams == 4)
     }

@@ -39,6 +39,14 @@ import Testing
         Case(host: "[::1]x", accepted: false, note: "junk after bracket"),
         Case(host: "example.com", accepted: false, note: "foreign host"),
         Case(host: "127.0.0.1:8001:1", accepted: false, note: "two colons: used as is"),
+        // Service and pod hosts (RFC 6761 *.localhost names: no DNS can rebind them).
+        Case(host: "grafana.monitoring.svc.localhost:8001", accepted: true, note: "service host"),
+        Case(host: "web.default.pod.localhost", accepted: true, note: "pod host without port"),
+        Case(host: "https--443.dash.kube-system.svc.localhost:8001", accepted: true, note: "https port form"),
+        Case(host: "Grafana.Monitoring.SVC.LOCALHOST:8001", accepted: true, note: "service host in upper case"),
+        Case(host: "grafana.monitoring.svc.localhost.evil.com", accepted: false, note: "service host as a prefix"),
+        Case(host: "grafana.monitoring.svc.localhostx", accepted: false, note: "not .localhost"),
+        Case(host: "grafana.monitoring.svcxlocalhost", accepted: false, note: "dots are escaped"),
         // Default reject-paths: exec and attach, anchored only at the start.
         Case(path: "/api/v1/namespaces/default/pods/foo/exec", accepted: false, note: "exec"),
         Case(path: "/api/v1/namespaces/default/pods/foo/attach", accepted: false, note: "attach"),
@@ -69,7 +77,10 @@ import Testing
     }
 
     @Test func defaultsAreKubectls() {
-        #expect(RequestFilter.defaultAcceptHosts == #"^localhost$,^127\.0\.0\.1$,^\[::1\]$"#)
+        // kubectl's three, plus proxyd's service and pod hosts.
+        #expect(RequestFilter.defaultAcceptHosts.hasPrefix(#"^localhost$,^127\.0\.0\.1$,^\[::1\]$,"#))
+        #expect(RequestFilter.defaultAcceptHosts == #"^localhost$,^127\.0\.0\.1$,^\[::1\]$,(?i)\.(svc|pod)\.localhost$"#)
+        #expect(RequestFilter.defaultAcceptOrigins == "")
         #expect(RequestFilter.defaultAcceptPaths == "^.*")
         #expect(RequestFilter.defaultRejectPaths == "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach")
         #expect(RequestFilter.defaultRejectMethods == "^$")
@@ -148,6 +159,46 @@ import Testing
             acceptHosts: c.acceptHosts, acceptPaths: c.acceptPaths, rejectPaths: c.rejectPaths,
             rejectMethods: c.rejectMethods)
         #expect(filter.accepts(method: c.method, path: c.path, host: c.host) == c.accepted)
+    }
+
+    /// The verdict names the check that refused, for logs and per-filter counters.
+    @Test(arguments: [
+        ("GET", "/api/v1/namespaces/d/pods/p/exec", "localhost", FilterVerdict.reject(.path)),
+        ("", "/api", "localhost", .reject(.method)),
+        ("GET", "/api", "evil.example", .reject(.host)),
+        ("GET", "/api", "localhost:8001", .accept),
+    ])
+    func verdictNamesTheRejectingCheck(method: String, path: String, host: String, expected: FilterVerdict) throws {
+        let filter = try RequestFilter()
+        #expect(filter.verdict(method: method, path: path, host: host) == expected)
+        #expect(RequestFilterCache(filter: filter).verdict(method: method, path: path, host: host) == expected)
+    }
+
+    @Test func acceptPathsMissIsAPathRejection() throws {
+        let filter = try RequestFilter(acceptPaths: "^/api/")
+        #expect(filter.verdict(method: "GET", path: "/apis", host: "localhost") == .reject(.path))
+    }
+
+    @Test func cacheAddsTheOriginGuardAfterKubectlsChecks() throws {
+        let cache = RequestFilterCache(filter: try RequestFilter())
+        let authority = try HostAuthority.parse("localhost:8001").get()
+        let post = OriginGuard.Request(method: "POST", isUpgrade: false, origin: "http://evil.example")
+        let refused = cache.check(method: "POST", path: "/api/v1/pods", host: "localhost:8001", browser: post, authority: authority)
+        #expect(refused.verdict == .reject(.origin))
+        // kubectl's checks come first: a bad host is a host rejection whatever the origin.
+        let badHost = cache.check(method: "POST", path: "/api/v1/pods", host: "evil.example", browser: post, authority: authority)
+        #expect(badHost.verdict == .reject(.host))
+        let curl = OriginGuard.Request(method: "POST", isUpgrade: false, origin: nil)
+        #expect(cache.check(method: "POST", path: "/api/v1/pods", host: "localhost:8001", browser: curl, authority: authority).verdict == .accept)
+        #expect(cache.check(method: "POST", path: "/api/v1/pods", host: "localhost:8001", browser: nil, authority: authority) == (.accept, .sameOrigin))
+    }
+
+    @Test func invalidOriginPatternNamesItsFlag() {
+        #expect {
+            _ = try RequestFilter(acceptOrigins: "(")
+        } throws: { error in
+            (error as? FilterError)?.flag == "accept-origins"
+        }
     }
 
     @Test func invalidPatternNamesFlagAndPattern() {
