@@ -44,7 +44,12 @@ enum Daemon {
         }
         Console.writeStdout(announcement)
         if let url = ServiceIndexURL.announced(addresses: addresses) {
-            Console.writeStderr("Service index for browsers: \(url)\n")
+            if configuration.logFormat == .json {
+                JSONLogHandler.writeLine(
+                    level: .notice, message: "Service index for browsers", metadata: ["url": "\(url)"], label: "proxyd")
+            } else {
+                Console.writeStderr("Service index for browsers: \(url)\n")
+            }
         }
         SystemdActivation.notify("READY=1")
 

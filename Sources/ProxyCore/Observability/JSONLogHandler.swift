@@ -23,6 +23,13 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
+    /// Writes one line to stderr outside any logger (for messages proxyd prints whatever the log level, such as the
+    /// service index's address).
+    public static func writeLine(level: Logger.Level, message: String, metadata: Logger.Metadata, label: String) {
+        let line = line(date: Date(), level: level, message: message, label: label, source: "proxyd", metadata: metadata)
+        writeLock.withLock { _ in Console.writeStderr(String(decoding: line, as: UTF8.self)) }
+    }
+
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
