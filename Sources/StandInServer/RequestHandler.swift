@@ -431,7 +431,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: .ok, json: .obj(["rules": .array(core.forbiddenRules.map(\.json))]))
         case .movedPermanently(let location):
             respond(status: .movedPermanently, contentType: "text/html; charset=utf-8",
-                    body: "<a href=\"\(location)\">Moved Permanently</a>.\n\n", extraHeaders: [("location", location)])
+                    body: "<a href=\"\(HTMLRewriter.escaped(location))\">Moved Permanently</a>.\n\n",
+                    extraHeaders: [("location", location)])
         case .proxy(let target, let backend):
             startProxy(target, backend: backend, request: request, context: context)
         case .echo:

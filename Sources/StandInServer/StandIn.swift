@@ -52,7 +52,7 @@ public struct StandInStats: Sendable, Equatable {
     public var activeWatches = 0
     /// GOAWAY frames sent by `sendGoAway()` (one per HTTP/2 connection open at the time).
     public var goAwaysSent = 0
-    /// Requests per decoded path (query excluded).
+    /// Requests per decoded path (query excluded), upgrade requests included.
     public var requestsByPath: [String: Int] = [:]
     /// Upgraded connections by what they became: `"exec websocket v5.channel.k8s.io"`,
     /// `"portforward spdy portforward.k8s.io"`, `"echo SPDY/3.1"` (the raw echo tunnel), …

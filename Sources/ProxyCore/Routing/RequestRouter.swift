@@ -133,14 +133,17 @@ enum BrowserRequest {
 }
 
 /// Per-loop memo of `HostClass.classify`: nearly every request carries one of a few `Host` values, so parsing
-/// and classification run once per distinct value. Bounded; emptied when full. Confined to one loop (no locks).
+/// and classification run once per distinct value. Bounded (entries, and the length of a value worth keeping: no
+/// DNS name is longer than 253 characters); emptied when full. Confined to one loop (no locks).
 final class HostClassCache {
     static let capacity = 1024
+    static let longestKept = 270
     private var classes: [String: HostClass] = [:]
 
     func hostClass(_ value: String) -> HostClass {
         if let known = classes[value] { return known }
         let computed = HostClass.classify(value)
+        guard value.utf8.count <= Self.longestKept else { return computed }
         if classes.count >= Self.capacity { classes.removeAll(keepingCapacity: true) }
         classes[value] = computed
         return computed

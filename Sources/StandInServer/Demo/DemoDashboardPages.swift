@@ -170,6 +170,6 @@ enum DemoDashboardPages {
         """
 
     static func escape(_ text: String) -> String {
-        String(decoding: HTMLRewriter.escapeAttribute(text), as: UTF8.self)
+        HTMLRewriter.escaped(text)
     }
 }

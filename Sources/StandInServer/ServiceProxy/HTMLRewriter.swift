@@ -243,6 +243,11 @@ public enum HTMLRewriter {
         return out + rest
     }
 
+    /// `value` with `& " ' < >` as character references (for attribute values and text).
+    static func escaped(_ value: String) -> String {
+        String(decoding: escapeAttribute(value), as: UTF8.self)
+    }
+
     static func escapeAttribute(_ value: String) -> [UInt8] {
         var out: [UInt8] = []
         for byte in value.utf8 {

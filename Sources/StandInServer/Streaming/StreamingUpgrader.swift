@@ -139,12 +139,17 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
         channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
         var headers = initialResponseHeaders
+        // An accepted upgrade never reaches RequestHandler: count its path here (a declined one is counted there).
+        let rawPath = String(upgradeRequest.uri.prefix { $0 != "?" })
+        let path = rawPath.removingPercentEncoding ?? rawPath
         switch plan(upgradeRequest) {
         case nil:
             return channel.eventLoop.makeFailedFuture(StreamingUpgradeDeclined())
         case .backend(let target, let backend):
             let initial = headers
+            let core = self.core
             return openTunnel(channel: channel, request: upgradeRequest, target: target, backend: backend).map { extra in
+                core.recordRequest(path: path)
                 var headers = initial
                 headers.add(contentsOf: extra)
                 return headers
@@ -159,6 +164,7 @@ struct StreamingUpgrader: HTTPServerProtocolUpgrader, Sendable {
         case .spdy(_, let streamProtocol):
             headers.add(name: "X-Stream-Protocol-Version", value: streamProtocol)
         }
+        core.recordRequest(path: path)
         return channel.eventLoop.makeSucceededFuture(headers)
     }
 
