@@ -4,17 +4,22 @@ import Dispatch
 /// and no locks on the data path. A scrape runs `snapshot` on every loop and adds the snapshots up
 /// (`MetricsSnapshot.add`), so the totals are exact and no request ever waits for a scrape.
 final class LoopMetrics {
+    /// The counters other than requests and latencies (those are kept below, in a form cheaper to update).
     var values = MetricsSnapshot()
 
     /// Health facts this loop learned from its upstream traffic (not exported as metrics; `/readyz` reads them).
     var health = LoopHealth()
+
+    /// Requests and latencies, updated once per request in one access to one stored property (each access to a
+    /// class's stored property costs a dynamic exclusivity check).
+    private var requestCounters = RequestCounters()
 
     // MARK: requests
 
     /// A request head was parsed and an exchange started.
     @inline(__always)
     func requestStarted() {
-        values.requestsInFlight += 1
+        requestCounters.inFlight += 1
     }
 
     /// An exchange ended (answered, failed, or cancelled by the client).
@@ -23,10 +28,42 @@ final class LoopMetrics {
     ///   - nanos: time from the request head to the end of the response.
     ///   - timed: whether it goes into the latency histogram (not long-running, not cancelled).
     func requestEnded(method: Int, status: Int, nanos: UInt64, timed: Bool) {
-        values.requestsInFlight -= 1
-        values.requests[method * 1000 + status, default: 0] += 1
+        requestCounters.record(method: method, status: status, nanos: nanos, timed: timed)
+    }
+
+    /// All of this loop's counters as one value (taken on the loop).
+    func snapshot() -> MetricsSnapshot {
+        var snapshot = values
+        let requests = requestCounters
+        snapshot.requestsInFlight = requests.inFlight
+        for (key, count) in requests.counts { snapshot.requests[key] = count }
+        for (method, histogram) in requests.histograms.enumerated() {
+            if let histogram { snapshot.durations[method] = histogram }
+        }
+        return snapshot
+    }
+}
+
+/// The per-request counters of a loop.
+struct RequestCounters {
+    var inFlight = 0
+    /// Finished requests by `method index * 1000 + status`: a short list searched linearly (a few distinct pairs
+    /// in practice), cheaper per request than hashing.
+    var counts: [(key: Int, count: Int)] = []
+    /// Latency by method index.
+    var histograms = [Histogram?](repeating: nil, count: MethodLabel.names.count)
+
+    mutating func record(method: Int, status: Int, nanos: UInt64, timed: Bool) {
+        inFlight -= 1
+        let key = method * 1000 + status
+        if let index = counts.firstIndex(where: { $0.key == key }) {
+            counts[index].count += 1
+        } else {
+            counts.append((key, 1))
+        }
         guard timed else { return }
-        values.durations[method, default: Histogram()].observe(nanos: nanos)
+        if histograms[method] == nil { histograms[method] = Histogram() }
+        histograms[method]!.observe(nanos: nanos)
     }
 }
 

@@ -76,32 +76,91 @@ enum RequestKind: Equatable {
 
     var isLongRunning: Bool { self != .regular }
 
-    /// Classifies an upstream request target (path and query, after API-prefix mapping).
+    /// Classifies an upstream request target (path and query, after API-prefix mapping). Runs once per request: a
+    /// scan of the UTF-8 storage (`Span`), no allocation.
     static func classify(target: String, isUpgrade: Bool) -> RequestKind {
         if isUpgrade { return .upgrade }
-        let path: Substring
-        var follow = false
-        if let mark = target.firstIndex(of: "?") {
-            path = target[..<mark]
-            for pair in target[target.index(after: mark)...].split(separator: "&") {
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard parts.count == 2, isTrue(parts[1]) else { continue }
-                if parts[0] == "watch" { return .watch }
-                if parts[0] == "follow" { follow = true }
-            }
-        } else {
-            path = target[...]
+        let bytes = target.utf8.span
+        var question = bytes.count
+        for i in bytes.indices where bytes[i] == UInt8(ascii: "?") {
+            question = i
+            break
         }
-        // /api/v1/watch/..., /apis/<group>/<version>/watch/...
-        let segments = path.split(separator: "/")
-        if segments.first == "api", segments.count > 2, segments[2] == "watch" { return .watch }
-        if segments.first == "apis", segments.count > 3, segments[3] == "watch" { return .watch }
+        var follow = false
+        // Query parameters `watch=<true>` and `follow=<true>`.
+        var start = question + 1
+        while start < bytes.count {
+            var end = start
+            var equals = -1
+            while end < bytes.count && bytes[end] != UInt8(ascii: "&") {
+                if equals < 0 && bytes[end] == UInt8(ascii: "=") { equals = end }
+                end += 1
+            }
+            if equals > start, isTrue(bytes, equals + 1, end) {
+                if equal(bytes, start, equals, Self.watchBytes) { return .watch }
+                if equal(bytes, start, equals, Self.followBytes) { follow = true }
+            }
+            start = end + 1
+        }
+        // The legacy form: /api/v1/watch/..., /apis/<group>/<version>/watch/...: segment 3 under /api, 4 under
+        // /apis.
+        var segment = 0
+        var segmentStart = 0
+        var watchSegment = 0
+        var index = 0
+        while index <= question {
+            if index == question || bytes[index] == UInt8(ascii: "/") {
+                if index > segmentStart {
+                    segment += 1
+                    if segment == 1 {
+                        if equal(bytes, segmentStart, index, Self.apisBytes) {
+                            watchSegment = 4
+                        } else if equal(bytes, segmentStart, index, Self.apiBytes) {
+                            watchSegment = 3
+                        } else {
+                            break
+                        }
+                    } else if segment == watchSegment {
+                        if equal(bytes, segmentStart, index, Self.watchBytes) { return .watch }
+                        break
+                    }
+                }
+                segmentStart = index + 1
+            }
+            index += 1
+        }
         return follow ? .follow : .regular
     }
 
-    /// Go's `strconv.ParseBool` true values, which the apiserver uses for these parameters.
-    private static func isTrue(_ value: Substring) -> Bool {
-        value == "1" || value == "t" || value == "T" || value == "true" || value == "TRUE" || value == "True"
+    private static let watchBytes = Array("watch".utf8)
+    private static let followBytes = Array("follow".utf8)
+    private static let apiBytes = Array("api".utf8)
+    private static let apisBytes = Array("apis".utf8)
+
+    /// Whether `bytes[start..<end]` is `literal`.
+    private static func equal(_ bytes: Span<UInt8>, _ start: Int, _ end: Int, _ literal: [UInt8]) -> Bool {
+        guard end - start == literal.count else { return false }
+        for i in 0..<literal.count where bytes[start + i] != literal[i] { return false }
+        return true
+    }
+
+    /// Go's `strconv.ParseBool` true values (`1`, `t`, `T`, `true`, `TRUE`, `True`), which the apiserver uses for
+    /// these parameters.
+    private static func isTrue(_ bytes: Span<UInt8>, _ start: Int, _ end: Int) -> Bool {
+        switch end - start {
+        case 1:
+            let b = bytes[start]
+            return b == UInt8(ascii: "1") || b == UInt8(ascii: "t") || b == UInt8(ascii: "T")
+        case 4:
+            let lower = (bytes[start] | 0x20, bytes[start + 1] | 0x20, bytes[start + 2] | 0x20, bytes[start + 3] | 0x20)
+            guard lower == (UInt8(ascii: "t"), UInt8(ascii: "r"), UInt8(ascii: "u"), UInt8(ascii: "e")) else { return false }
+            // Only the three spellings Go accepts: all lower, all upper, or capitalised.
+            let upperTail = bytes[start + 1] & 0x20 == 0
+            return (bytes[start + 2] & 0x20 == 0) == upperTail && (bytes[start + 3] & 0x20 == 0) == upperTail
+                && (bytes[start] & 0x20 == 0 || !upperTail)
+        default:
+            return false
+        }
     }
 }
 

@@ -114,7 +114,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             upstreamPath = upstreamTarget
             kind = RequestKind.classify(target: upstreamTarget, isUpgrade: head.isUpgrade)
             if kind == .watch { metrics.values.watches += 1 }
-            if head.isUpgrade {
+            if kind == .upgrade {
                 startUpgrade(upstreamTarget: upstreamTarget)
             } else {
                 forward(upstreamTarget: upstreamTarget)
@@ -209,8 +209,9 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(.credentialsUnavailable(unavailable))
             return
         }
-        pluginGeneration = usesConfiguredAuthorization ? credentials.pluginGeneration : nil
-        credentialRevision = usesConfiguredAuthorization ? credentials.revision : nil
+        let configured = usesConfiguredAuthorization
+        pluginGeneration = configured ? credentials.pluginGeneration : nil
+        credentialRevision = configured ? credentials.revision : nil
         let headers = HeaderRewriter.upstreamRequestHeaders(
             head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: false)
         let request = UpstreamRequest(

@@ -157,7 +157,7 @@ final class LoopContext: @unchecked Sendable {
     /// This loop's counters and health facts as they are now (run on the loop).
     func report() -> LoopReport {
         loop.assertInLoop()
-        var values = metrics.values
+        var values = metrics.snapshot()
         values.clientConnections = connections.count
         var counts = UpstreamConnectionCounts()
         let newestFrame = current.pool.count(into: &counts)

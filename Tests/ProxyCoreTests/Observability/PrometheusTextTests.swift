@@ -120,6 +120,18 @@ import Testing
         ("/apis/apps/v1/namespaces/watch/deployments", .regular),
         ("/api/v1/namespaces/d/pods/p/log?follow=true", .follow),
         ("/api/v1/namespaces/d/pods/p/log?follow=0", .regular),
+        ("/api/v1/pods?watch=True", .watch),
+        ("/api/v1/pods?watch=TRUE", .watch),
+        ("/api/v1/pods?watch=tRUE", .regular),
+        ("/api/v1/pods?watch=T", .watch),
+        ("/api/v1/pods?watch", .regular),
+        ("/api/v1/pods?xwatch=true&follow=1", .follow),
+        ("/api/watch", .regular),
+        ("/api/v1/watch", .watch),
+        ("/apis/apps/v1/watch", .watch),
+        ("/", .regular),
+        ("", .regular),
+        ("/version?watch=true", .watch),
     ])
     func classify(_ target: String, _ kind: RequestKind) {
         #expect(RequestKind.classify(target: target, isUpgrade: false) == kind)
