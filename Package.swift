@@ -3,7 +3,10 @@ import PackageDescription
 
 // `PROXYD_CORE_ONLY=1 swift build` / `swift test` skips the SwiftNIO-based stand-in apiserver and the
 // interop/end-to-end test targets: a fast inner loop for work on ProxyCore alone. CI never sets it.
-let coreOnly = Context.environment["PROXYD_CORE_ONLY"] == "1"
+let coreOnly = Context.environment["PROXYD_CORE_ONLY"] == "1" || Context.environment["PROXYD_FUZZ"] == "1"
+// `PROXYD_FUZZ=1` (set by scripts/fuzz, which also passes `--sanitize fuzzer --sanitize address` and a scratch path
+// of its own) adds the libFuzzer targets of fuzz/: never part of the normal build, never linked into proxyd.
+let fuzz = Context.environment["PROXYD_FUZZ"] == "1"
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -131,6 +134,17 @@ if !coreOnly {
             swiftSettings: strict
         ),
     ]
+}
+
+if fuzz {
+    targets.append(
+        .executableTarget(
+            name: "proxyd-fuzz",
+            dependencies: ["ProxyCore", "CNghttp2"],
+            path: "fuzz/Sources",
+            // No `main`: libFuzzer's own drives LLVMFuzzerTestOneInput.
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
+        ))
 }
 
 let package = Package(

@@ -96,20 +96,23 @@ public struct PathRouter: Sendable {
         isClean(p) ? p : cleaned(p)  // nearly every path is clean: no split and join
     }
 
-    /// `path.Clean` the long way (split into segments, drop `.`, resolve `..`, join).
+    /// `path.Clean` the long way (split into segments, drop `.`, resolve `..`, join). Segments are split on the byte
+    /// `/`, as Go and the apiserver split them: split on Characters, a `/` followed by a combining mark (`/%CC%81`)
+    /// is one grapheme, not a separator, and the `..` before it would reach the apiserver (a fuzzing finding, see
+    /// PathRouterFuzzFindingsTests).
     static func cleaned(_ p: String) -> String {
         if p.isEmpty { return "/" }
         var segments: [Substring] = []
-        for seg in p.split(separator: "/", omittingEmptySubsequences: true) {
-            if seg == "." { continue }
-            if seg == ".." {
+        for seg in p.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
+            if seg.elementsEqual(".".utf8) { continue }
+            if seg.elementsEqual("..".utf8) {
                 if !segments.isEmpty { segments.removeLast() }
                 continue
             }
-            segments.append(seg)
+            segments.append(Substring(seg))
         }
         var out = "/" + segments.joined(separator: "/")
-        if p.hasSuffix("/") && out != "/" { out += "/" }
+        if p.utf8.last == UInt8(ascii: "/") && out != "/" { out += "/" }
         return out
     }
 }
