@@ -70,6 +70,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
     private var connected = false
     private var closed = false
     private var pendingFailure: UpstreamFailure?
+    /// Set once TCP to the apiserver is up (or, with a proxy, once its tunnel is open).
+    private var tunnelOpen = false
+    /// What failed, for `proxyd_upstream_connection_errors_total`; set with the failure that closed the transport.
+    private(set) var failureKind: UpstreamErrorKind?
     private var plaintextBuffer: [UInt8] = []
 
     /// TCP keep-alive period for this connection (`--keepalive`, upgrades only), `nil` for the system default.
@@ -201,6 +205,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     /// The byte path to the apiserver is open (TCP connected, or the proxy tunnel established).
     private func tunnelOpened() {
+        tunnelOpen = true
         guard let tlsContext else {
             connected = true
             delegate?.transportDidConnect(self, alpn: nil)
@@ -246,7 +251,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         guard !closed, socket != nil else { return }
         if let tls {
             if case .failed(let error) = tls.writePlaintext(bytes[...]) {
-                fail(.badGateway("TLS: \(error)"))
+                fail(.badGateway("TLS: \(error)"), kind: .tls)
                 return
             }
             flushCiphertext()
@@ -316,7 +321,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
         finish(failure: nil)
     }
 
-    func fail(_ failure: UpstreamFailure) {
+    /// Closes with `failure`. `kind` says what failed when the transport cannot tell by itself (an HTTP/2 PING that
+    /// went unanswered); by default it follows the stage: connect or proxy tunnel, TLS handshake, or later.
+    func fail(_ failure: UpstreamFailure, kind: UpstreamErrorKind? = nil) {
+        if let kind, !closed { failureKind = kind }
         finish(failure: failure)
     }
 
@@ -324,6 +332,9 @@ final class UpstreamTransport: StreamConnectionDelegate {
         guard !closed else { return }
         closed = true
         pendingFailure = failure
+        if failure != nil, failureKind == nil {
+            failureKind = !tunnelOpen ? .connect : !connected ? .tls : .protocol
+        }
         handshakeTimer?.cancel()
         handshakeTimer = nil
         if let socket {
@@ -397,7 +408,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         switch result {
         case .complete, .needsInput: break
         case .closed: finish(failure: nil)
-        case .failed(let error): fail(.badGateway("TLS: \(error)"))
+        case .failed(let error): fail(.badGateway("TLS: \(error)"), kind: .tls)
         }
     }
 
