@@ -10,12 +10,6 @@ struct FailoverOperationsTests {
     static let listPath = FailoverTests.listPath
     static let slicesPath = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 
-    static func startProxy(dir: URL, kubeconfig: String, failover: [String], extra: [String]) async throws -> RunningProxy {
-        var args = ["--kubeconfig", kubeconfig, "--port=0", "--loops=2", "--apiserver-retry-max=1s"]
-        for url in failover { args += ["--failover-server", url] }
-        return try await RunningProxy.start(arguments: args + extra)
-    }
-
     static func metrics(_ proxy: RunningProxy) async throws -> [String: Any] {
         try await MetricsTests.scrape(try #require(proxy.adminURL(serving: "metrics")))
     }
@@ -40,9 +34,10 @@ struct FailoverOperationsTests {
             try standIn.setAPIServerEndpointSlice(name: "kubernetes", addresses: ["127.0.0.1"], port: standIns[1].port)
         }
         let kubeconfig = try writeKubeconfig(in: dir, server: standIns[0].url, user: "{token: token-1}")
-        let proxy = try await Self.startProxy(
-            dir: dir, kubeconfig: kubeconfig, failover: [standIns[1].url],
-            extra: ["--discover-apiservers", "--watch-kubeconfig=false", "--metrics-bind-address=127.0.0.1:0", "-v=3"])
+        let proxy = try await RunningProxy.start(arguments: [
+            "--kubeconfig", kubeconfig, "--port=0", "--loops=2", "--failover-server", standIns[1].url,
+            "--discover-apiservers", "--watch-kubeconfig=false", "--metrics-bind-address=127.0.0.1:0", "-v=3",
+        ])
         // Discovery's watch, on one of the servers.
         try await FailoverTests.eventually("discovery watches the slices") {
             Self.activeWatches(standIns).reduce(0, +) == 1
@@ -118,10 +113,8 @@ struct FailoverOperationsTests {
     @Test func perServerMetricsMatchWhatEachServerSaw() async throws {
         let dir = try TempDirectory.make()
         let standIns = try await StandInCluster.start(2, directory: dir)
-        let kubeconfig = try writeClusterKubeconfig(in: dir, server: standIns[0].url)
-        let proxy = try await Self.startProxy(
-            dir: dir, kubeconfig: kubeconfig, failover: [standIns[1].url],
-            extra: ["--metrics-bind-address=127.0.0.1:0"])
+        let proxy = try await FailoverTests.startProxy(
+            dir: dir, primary: standIns[0].url, failover: [standIns[1].url], extra: ["--metrics-bind-address=127.0.0.1:0"])
         let (a, b) = (standIns[0].url, standIns[1].url)
         for _ in 0..<10 { #expect(try await FailoverTests.get(proxy).code == "200") }
         var samples = try await Self.metrics(proxy)
@@ -168,10 +161,8 @@ struct FailoverOperationsTests {
     @Test func readyzWithOneOfTwoServersDead() async throws {
         let dir = try TempDirectory.make()
         let standIns = try await StandInCluster.start(2, directory: dir)
-        let kubeconfig = try writeClusterKubeconfig(in: dir, server: standIns[0].url)
-        let proxy = try await Self.startProxy(
-            dir: dir, kubeconfig: kubeconfig, failover: [standIns[1].url],
-            extra: ["--healthz-bind-address=127.0.0.1:0"])
+        let proxy = try await FailoverTests.startProxy(
+            dir: dir, primary: standIns[0].url, failover: [standIns[1].url], extra: ["--healthz-bind-address=127.0.0.1:0"])
         let health = try #require(proxy.adminURL(serving: "health"))
         let bound = ReadinessTests.bound + .seconds(3)
         let (a, b) = ("127.0.0.1:\(standIns[0].port)", "127.0.0.1:\(standIns[1].port)")
