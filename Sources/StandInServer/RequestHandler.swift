@@ -53,6 +53,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private var request: Request?
+    /// Between a request's head and its end.
+    private var awaitingEnd = false
     private var action: Action?
     private var body: Body = .discard
     private var keepAlive = true
@@ -80,6 +82,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if awaitingEnd {
+            awaitingEnd = false
+            core.recordAbandonedRequest()
+        }
         stopStreaming()
         context.fireChannelInactive()
     }
@@ -122,6 +128,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         case .end:
+            awaitingEnd = false
             guard let request, let action else { return }
             perform(action, request: request, context: context)
         }
@@ -169,6 +176,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             acceptsTable: accept.contains("as=Table")
         )
         self.request = request
+        awaitingEnd = true
         self.keepAlive = isH2 || head.isKeepAlive
         core.recordRequest(path: path)
 

@@ -152,6 +152,10 @@ final class ServerCore: Sendable {
         }
     }
 
+    func recordAbandonedRequest() {
+        mutable.withLock { $0.stats.requestsAbandoned += 1 }
+    }
+
     func recordUpgrade(_ kind: String) {
         mutable.withLock { $0.stats.upgrades[kind, default: 0] += 1 }
     }

@@ -57,6 +57,9 @@ public struct StandInStats: Sendable, Equatable {
     public var goAwaysSent = 0
     /// Requests per decoded path (query excluded), upgrade requests included.
     public var requestsByPath: [String: Int] = [:]
+    /// Requests whose stream (HTTP/2) or connection (HTTP/1.1) closed before their body ended: a client's reset
+    /// that reached the stand-in.
+    public var requestsAbandoned = 0
     /// Upgraded connections by what they became: `"exec websocket v5.channel.k8s.io"`,
     /// `"portforward spdy portforward.k8s.io"`, `"echo SPDY/3.1"` (the raw echo tunnel), …
     public var upgrades: [String: Int] = [:]
@@ -72,6 +75,7 @@ public struct StandInStats: Sendable, Equatable {
             "h1Connections": .int(h1Connections),
             "streamsOpened": .int(streamsOpened),
             "goAwaysSent": .int(goAwaysSent),
+            "requestsAbandoned": .int(requestsAbandoned),
             "requestsByPath": .object(requestsByPath.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: .int($0.value)) }),
             "upgrades": .object(upgrades.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: .int($0.value)) }),
         ])

@@ -12,6 +12,7 @@ enum Daemon {
         logger: Logger
     ) throws(StartupError) -> Never {
         signal(SIGPIPE, SIG_IGN)
+        raiseOpenFileLimit(configuration: configuration, logger: logger)
         let server: ProxyServer
         let addresses: [SocketAddress]
         var adminAddresses: [(address: SocketAddress, roles: Set<AdminRole>)] = []
@@ -31,6 +32,9 @@ enum Daemon {
         }
         if endpoints.contains(where: { $0.roles.contains(.health) }) {
             server.startReadinessMonitor()
+        }
+        if let warning = ListenerExposure.warning(for: addresses) {
+            logger.warning("\(warning)")
         }
         if let expiry = server.authProviderTokenExpiry {
             logger.warning(
@@ -95,6 +99,18 @@ enum Daemon {
         withExtendedLifetime((sources, watchdog, admin)) {
             dispatchMain()
         }
+    }
+
+    /// Go raises the soft open-file limit to the hard one at start; so does proxyd (before the default
+    /// `--max-connections` is derived from it).
+    private static func raiseOpenFileLimit(configuration: ProxyConfiguration, logger: Logger) {
+        let (before, after, error) = OpenFileLimit.raiseSoftToHard()
+        if let error {
+            logger.warning("cannot raise the open-file limit from \(before.soft) to \(before.hard): \(error)")
+        }
+        let raised = after.soft != before.soft ? " (raised from \(before.soft))" : ""
+        logger.notice(
+            "open-file limit \(after.soft)\(raised), hard limit \(after.hard); --max-connections \(configuration.effectiveMaxConnections)")
     }
 
     private static func stop(server: ProxyServer, logger: Logger, signalName: String) {

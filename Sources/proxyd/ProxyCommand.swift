@@ -178,6 +178,26 @@ struct ProxyCommand: ParsableCommand {
         help: "Reload when a kubeconfig file in use changes, as on SIGHUP (--watch-kubeconfig=false: only on SIGHUP).")
     var watchKubeconfig = true
 
+    // MARK: hardening (docs/configuration.md, "Who can use the proxy" and "Connection limits")
+
+    @Option(help: "Local users (comma-separated numeric uids, or *) whose connections are served; others get 403. Default: your own uid and root; * with the in-cluster configuration.")
+    var acceptUids: String?
+
+    @Option(help: "Most client connections open at once; beyond it new ones get 503 and are closed. Default: half the open-file limit (after raising it to the hard limit), minus a reserve.")
+    var maxConnections: Int?
+
+    @Flag(help: "Only let GET, HEAD and OPTIONS through, and no protocol upgrades (exec, attach, port-forward, WebSocket).")
+    var readOnly = false
+
+    @Option(help: .hidden)
+    var headerTimeout: String?
+
+    @Option(help: .hidden)
+    var idleTimeout: String?
+
+    @Option(help: .hidden)
+    var bodyTimeout: String?
+
     // MARK: several apiservers (docs/failover.md)
 
     @Option(name: .customLong("failover-server"), help: "Another apiserver of the same cluster, e.g. https://10.0.0.2:6443 (repeatable). Verified with the cluster's CA and server name; same credentials.")
@@ -212,6 +232,12 @@ struct ProxyCommand: ParsableCommand {
         }
         guard profile == "none" else {
             throw ValidationError("--profile=\(profile): proxyd writes no Go profiles (only --profile=none is accepted)")
+        }
+        if let acceptUids, AcceptedUIDs.parse(acceptUids) == nil {
+            throw ValidationError("invalid --accept-uids \"\(acceptUids)\": want comma-separated numeric uids, or *")
+        }
+        if let maxConnections, maxConnections < 1 {
+            throw ValidationError("invalid --max-connections \(maxConnections): must be at least 1")
         }
     }
 
@@ -345,6 +371,24 @@ struct ProxyCommand: ParsableCommand {
             logger.info("HTTP2 has been explicitly disabled")
         }
         configuration.wwwPrefix = wwwPrefix
+        configuration.readOnly = readOnly
+        configuration.maxConnections = maxConnections
+        if let acceptUids, let parsed = AcceptedUIDs.parse(acceptUids) {
+            configuration.acceptUIDs = parsed
+        } else if upstream.inCluster {
+            // The containers of a pod often run as different uids; they share the pod's loopback anyway.
+            configuration.acceptUIDs = .anyone
+        }
+        for (flag, text, field) in [
+            ("header-timeout", headerTimeout, \ClientTimeouts.header), ("idle-timeout", idleTimeout, \ClientTimeouts.idle),
+            ("body-timeout", bodyTimeout, \ClientTimeouts.body),
+        ] {
+            guard let text else { continue }
+            guard let value = GoDuration.parse(text), value > .zero else {
+                throw StartupError(message: "invalid argument \"\(text)\" for \"--\(flag)\" flag: want a positive duration")
+            }
+            configuration.clientTimeouts[keyPath: field] = value
+        }
         configuration.failover = try failoverConfiguration()
         // Go's net.Dialer: 0 means the default 15 s, negative means off.
         if keepAliveDuration < .zero {

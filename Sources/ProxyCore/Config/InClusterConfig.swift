@@ -101,10 +101,12 @@ public enum InClusterConfig {
             credentials.impersonateGroups = overrides.impersonateGroups
             credentials.impersonateUID = overrides.impersonateUID.nonEmpty
         }
-        return UpstreamTarget(
+        var target = UpstreamTarget(
             scheme: server.scheme, host: server.host, port: server.port, basePath: server.basePath,
             authority: server.authority,
             tls: TLSConfiguration(caPEM: caPEM, serverName: overrides.tlsServerName.nonEmpty),
             credentials: credentials)
+        target.inCluster = true
+        return target
     }
 }

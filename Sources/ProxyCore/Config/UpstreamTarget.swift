@@ -36,6 +36,8 @@ public struct UpstreamTarget: Sendable, Equatable {
     /// proxyd runs, so a rotated identity is used by new upstream connections.
     public var clientCertificateFile: String?
     public var clientKeyFile: String?
+    /// Whether this is the pod's in-cluster configuration (service account), not a kubeconfig.
+    public var inCluster = false
     /// The kubeconfig names behind this target, for people (the service index page): the context, cluster and user
     /// used, and the context's namespace. `nil` when there is none (in-cluster, `--server` without a context).
     public var contextName: String?

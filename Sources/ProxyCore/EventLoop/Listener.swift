@@ -1,6 +1,14 @@
 import Dispatch
 import Glibc
 
+/// What a listener reports while `accept` fails for lack of file descriptors.
+public enum AcceptExhaustion: Sendable, Equatable {
+    /// The first failure of a burst (`EMFILE` or `ENFILE`).
+    case began(IOError)
+    /// Accepting works again; `refused` connections were refused during the burst.
+    case ended(refused: Int)
+}
+
 /// A listening socket: TCP (IPv4/IPv6), unix, or an fd inherited from systemd socket activation.
 ///
 /// Accepts on its own serial queue and hands each accepted fd (non-blocking, close-on-exec) to the callback
@@ -22,8 +30,18 @@ public final class Listener: @unchecked Sendable {
     private var source: (any DispatchSourceRead)?
     private var sourceSuspended = false
     private var closeCompletions: [@Sendable () -> Void] = []
-    /// Accepts that failed for lack of descriptors (`EMFILE`/`ENFILE`); accepting paused briefly each time.
+    /// Accepts that failed for lack of descriptors (`EMFILE`/`ENFILE`) with no spare descriptor to refuse them
+    /// with; accepting paused briefly each time.
     private(set) var resourceExhaustionPauses = 0
+    /// A descriptor held in reserve (`/dev/null`): when `accept` fails with `EMFILE`/`ENFILE` it is closed for a
+    /// moment so that the pending connection can be accepted, answered and closed (libev's and nginx's trick),
+    /// instead of waiting in the backlog until the client times out. -1 when unavailable.
+    private var reserveFD: Int32 = -1
+    /// While out of descriptors: the burst was reported, and how many connections were refused in it.
+    private var exhausted = false
+    private var refusedWhileExhausted = 0
+    private var exhaustionResponse: [UInt8] = []
+    private var exhaustionReport: (@Sendable (AcceptExhaustion) -> Void)?
 
     /// Pause after `EMFILE`/`ENFILE`, so a level-triggered accept source does not spin.
     static let exhaustionBackoff = DispatchTimeInterval.milliseconds(100)
@@ -36,10 +54,16 @@ public final class Listener: @unchecked Sendable {
         self.unixPath = unixPath
         self.unixIdentity = unixIdentity
         self.acceptQueue = DispatchQueue(label: "proxyd.accept.\(localAddress)")
+        reserveFD = Listener.openReserve()
     }
 
     deinit {
         if state == .idle { try? Posix.close(fd: fd); unlinkOwnSocketFile() }
+        if reserveFD >= 0 { try? Posix.close(fd: reserveFD) }
+    }
+
+    private static func openReserve() -> Int32 {
+        Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     // MARK: binding
@@ -76,11 +100,11 @@ public final class Listener: @unchecked Sendable {
         }
     }
 
-    /// Binds and listens on a unix socket with mode 0700. A stale socket file at `path` (nobody accepting) is
-    /// removed first; a live socket or any other kind of file is left alone and binding fails with `EADDRINUSE`.
-    /// `close()` unlinks the socket file (if it is still ours).
+    /// Binds and listens on a unix socket with `mode` (0700: only the owner, and root, may connect). A stale socket
+    /// file at `path` (nobody accepting) is removed first; a live socket or any other kind of file is left alone
+    /// and binding fails with `EADDRINUSE`. `close()` unlinks the socket file (if it is still ours).
     /// - Throws: `IOError` (`"bind"`, `"chmod"`, `"listen"`…).
-    public static func bindUnix(path: String, backlog: Int32 = 511) throws(IOError) -> Listener {
+    public static func bindUnix(path: String, mode: UInt32 = 0o700, backlog: Int32 = 511) throws(IOError) -> Listener {
         let address = try SockAddr(unixPath: path)
         var status = stat()
         if lstat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFSOCK {
@@ -95,7 +119,7 @@ public final class Listener: @unchecked Sendable {
             }
             created = true
             // Before listen(): nobody can connect while the file still has umask permissions.
-            if chmod(path, 0o700) != 0 { throw IOError(errno: Glibc.errno, function: "chmod") }
+            if chmod(path, mode_t(mode)) != 0 { throw IOError(errno: Glibc.errno, function: "chmod") }
             if lstat(path, &status) != 0 { throw IOError(errno: Glibc.errno, function: "stat") }
             try Posix.listen(fd: fd, backlog: backlog)
             return Listener(fd: fd, localAddress: .unix(path: path), unixPath: path,
@@ -137,6 +161,18 @@ public final class Listener: @unchecked Sendable {
 
     // MARK: accepting
 
+    /// While `accept` fails with `EMFILE`/`ENFILE`, pending connections get `response` (a complete HTTP response)
+    /// and are closed at once, and `report` is called once when such a burst begins and once when it ends (on the
+    /// accept queue). Call before `start`.
+    public func onDescriptorExhaustion(
+        response: [UInt8], report: @escaping @Sendable (AcceptExhaustion) -> Void
+    ) {
+        acceptQueue.async {
+            self.exhaustionResponse = response
+            self.exhaustionReport = report
+        }
+    }
+
     /// Starts accepting on the listener's own queue.
     /// - Parameter onAccept: called on the accept queue with a non-blocking, close-on-exec fd (ownership passes to
     ///   the callee), the peer address and the loop it should live on. Typically creates a `StreamConnection`.
@@ -166,6 +202,11 @@ public final class Listener: @unchecked Sendable {
             }
             switch outcome {
             case .success(.processed(let newFD)):
+                if exhausted {
+                    exhausted = false
+                    exhaustionReport?(.ended(refused: refusedWhileExhausted))
+                    refusedWhileExhausted = 0
+                }
                 var peer = SockAddr()
                 peer.storage = storage
                 peer.length = length
@@ -177,15 +218,71 @@ public final class Listener: @unchecked Sendable {
                 guard state == .started else { return }     // closed from the callback
             case .success(.wouldBlock):
                 return
-            case .failure(let error) where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno):
-                // Out of descriptors: the pending connection stays in the backlog and the source stays readable.
-                // Pause instead of spinning, retry shortly.
+            case .failure(let error) where error.errno == EMFILE || error.errno == ENFILE:
+                if !exhausted {
+                    exhausted = true
+                    exhaustionReport?(.began(error))
+                }
+                switch refusePendingConnection() {
+                case .refused:
+                    continue
+                case .backlogEmpty:
+                    return
+                case .impossible:
+                    // No spare descriptor: the connection stays in the backlog and the source stays readable.
+                    // Pause instead of spinning, retry shortly.
+                    resourceExhaustionPauses += 1
+                    pauseAccepting()
+                    return
+                }
+            case .failure(let error) where error.errno == ENOBUFS || error.errno == ENOMEM:
                 resourceExhaustionPauses += 1
                 pauseAccepting()
                 return
             case .failure:
                 continue            // ECONNABORTED, EPROTO, EPERM (firewall)…: that connection is gone, go on
             }
+        }
+    }
+
+    private enum Refusal { case refused, backlogEmpty, impossible }
+
+    /// Out of descriptors: frees the reserve for a moment, accepts one pending connection, answers it and closes it.
+    private func refusePendingConnection() -> Refusal {
+        guard reserveFD >= 0 else {
+            reserveFD = Listener.openReserve()
+            return .impossible
+        }
+        try? Posix.close(fd: reserveFD)
+        reserveFD = -1
+        defer { reserveFD = Listener.openReserve() }
+        let outcome = Result { () throws(IOError) in
+            try Posix.accept4(fd: fd, address: nil, length: nil, flags: Posix.nonBlockingCloexec)
+        }
+        switch outcome {
+        case .success(.processed(let newFD)):
+            // Read what already arrived, so that closing sends FIN rather than a reset that could destroy the
+            // answer; then answer (best effort, the socket buffer is empty) and close.
+            var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+            for _ in 0..<4 {
+                let n = scratch.withUnsafeMutableBytes { Glibc.recv(newFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n <= 0 { break }
+            }
+            if !exhaustionResponse.isEmpty {
+                _ = exhaustionResponse.withUnsafeBytes {
+                    Glibc.send(newFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+                }
+            }
+            try? Posix.shutdown(fd: newFD, how: Int32(SHUT_WR))
+            try? Posix.close(fd: newFD)
+            refusedWhileExhausted += 1
+            return .refused
+        case .success(.wouldBlock):
+            return .backlogEmpty
+        case .failure(let error) where error.errno == EMFILE || error.errno == ENFILE:
+            return .impossible      // the freed descriptor was taken by another thread meanwhile
+        case .failure:
+            return .refused         // ECONNABORTED…: that connection is gone, go on
         }
     }
 
@@ -232,6 +329,8 @@ public final class Listener: @unchecked Sendable {
 
     private func finishClose() {
         try? Posix.close(fd: fd)
+        if reserveFD >= 0 { try? Posix.close(fd: reserveFD) }
+        reserveFD = -1
         unlinkOwnSocketFile()
         source = nil
         state = .closed

@@ -7,8 +7,6 @@ import Logging
 /// Pipelined requests are answered in order: the next request starts when the current response is complete;
 /// requests parsed meanwhile wait in `pendingEvents` (reading pauses when that queue grows).
 final class ClientConnection: StreamConnectionDelegate {
-    static let headerReadTimeout: Duration = .seconds(30)
-    static let idleTimeout: Duration = .seconds(120)
     static let lingerTimeout: Duration = .seconds(2)
     /// How long a closing connection may sit with unwritten response bytes before it is dropped.
     static let closingStallTimeout: Duration = .seconds(60)
@@ -36,7 +34,9 @@ final class ClientConnection: StreamConnectionDelegate {
     /// Deadline (uptime nanoseconds, 0 = none) checked by the loop's once-a-second sweep: no timer is created or
     /// cancelled per request.
     private var deadline: UInt64 = 0
-    private var timerIsHeaderTimer = false
+    private var timerKind = TimerKind.header
+    /// Set at accept for a connection that must not be served (`--accept-uids`): its first request gets this.
+    var refusal: LocalResponse?
     /// Small writes collected during one loop turn and sent with one system call (head + body + last chunk).
     private var pendingOutput: [UInt8] = []
     private var flushScheduled = false
@@ -54,8 +54,11 @@ final class ClientConnection: StreamConnectionDelegate {
         socket.delegate = self
         context.register(self)
         socket.start()
-        armIdleTimer()
+        // The header deadline runs from accept: a client that connects and sends nothing gets its 408 too.
+        arm(timeout: timeouts.header, kind: .header)
     }
+
+    private var timeouts: ClientTimeouts { context.shared.policy.timeouts }
 
     // MARK: reading requests
 
@@ -65,9 +68,9 @@ final class ClientConnection: StreamConnectionDelegate {
             tunnel.clientSent(Array(bytes))
             return
         }
-        if current == nil && !timerIsHeaderTimer {
+        if current == nil && timerKind == .idle {
             // First bytes of a request head: from now on the (shorter) header deadline runs.
-            arm(timeout: Self.headerReadTimeout, header: true)
+            arm(timeout: timeouts.header, kind: .header)
         }
         do {
             let events = try parser.feed(bytes)
@@ -76,12 +79,23 @@ final class ClientConnection: StreamConnectionDelegate {
             parseError = error
         }
         process()
+        if awaitingEndOfRequest && !closing && !readPausedForPipeline && !readPausedForBody {
+            // Request-body bytes arrived: the stall deadline starts over.
+            arm(timeout: timeouts.body, kind: .body)
+        }
     }
 
     func connectionDidReadEOF(_ c: StreamConnection) {
         clientEOF = true
         if let tunnel {
             tunnel.clientEnded()
+            return
+        }
+        if closing {
+            // The EOF the linger waits for (finishAfterFlush): done once the response is out. (Waiting out the linger
+            // regardless held every answered connection for 2-3 s: thousands of descriptors under a flood of
+            // `Connection: close` requests, found by scripts/soak.)
+            if socket.bufferedWriteBytes == 0 && pendingOutput.isEmpty { close() }
             return
         }
         if parseError == nil {
@@ -101,6 +115,11 @@ final class ClientConnection: StreamConnectionDelegate {
         process()
         if current == nil && pendingEvents.isEmpty && !closing {
             close()
+        } else if current != nil && !closing {
+            // A half-closed client may still read its response, but one that has gone away entirely is only
+            // noticed when a write fails: a quiet watch would hold its connection (and upstream stream) for good.
+            // The response may go on while it moves; quiet for the idle time, the connection is closed.
+            arm(timeout: timeouts.idle, kind: .halfClosed)
         }
     }
 
@@ -117,7 +136,15 @@ final class ClientConnection: StreamConnectionDelegate {
         while !closing {
             if awaitingEndOfRequest {
                 // Body events of the current request (the exchange may already have answered).
-                guard !pendingEvents.isEmpty else { break }
+                guard !pendingEvents.isEmpty else {
+                    if let error = parseError {
+                        // The body is malformed or oversized (say a chunk extension over the limit): the request
+                        // cannot complete, so it is answered now instead of waiting for an end that never comes.
+                        parseError = nil
+                        failRequestBody(.badRequest(status: error.status, reason: error.reason), why: error.reason)
+                    }
+                    break
+                }
                 let event = pendingEvents.removeFirst()
                 switch event {
                 case .head:
@@ -127,6 +154,7 @@ final class ClientConnection: StreamConnectionDelegate {
                     current?.clientSentBody(Array(slice))
                 case .end:
                     awaitingEndOfRequest = false
+                    if timerKind == .body { deadline = 0 }
                     current?.clientEndedBody()
                 }
                 continue
@@ -144,7 +172,14 @@ final class ClientConnection: StreamConnectionDelegate {
                 preconditionFailure("request events must start with a head")
             }
             deadline = 0
-            timerIsHeaderTimer = false
+            timerKind = .idle
+            if clientEOF { arm(timeout: timeouts.idle, kind: .halfClosed) }
+            if let refusal {
+                // Refused at accept (--accept-uids): nothing is forwarded.
+                writeLocal(refusal, headOnly: head.method == "HEAD", keepAlive: false, version: head.version)
+                finishAfterFlush()
+                break
+            }
             awaitingEndOfRequest = true
             let exchange = ProxyExchange(connection: self, head: head)
             current = exchange
@@ -175,8 +210,13 @@ final class ClientConnection: StreamConnectionDelegate {
     private func applyReadPausing() {
         if readPausedForPipeline || readPausedForBody {
             socket.pauseReading()
+            // proxyd holds the client back: a body that does not move meanwhile is not the client's fault.
+            if timerKind == .body { deadline = 0 }
         } else {
             socket.resumeReading()
+            if awaitingEndOfRequest && !closing && tunnel == nil && (deadline == 0 || timerKind == .body) {
+                arm(timeout: timeouts.body, kind: .body)
+            }
         }
     }
 
@@ -191,6 +231,7 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func write(_ bytes: [UInt8]) {
         guard !closed, !bytes.isEmpty else { return }
+        if timerKind == .halfClosed && !closing { arm(timeout: timeouts.idle, kind: .halfClosed) }
         if bytes.count >= Self.coalesceLimit {
             flushOutput()
             socket.write(bytes)  // large chunks go as they are: no copy
@@ -219,20 +260,7 @@ final class ClientConnection: StreamConnectionDelegate {
 
     /// Writes a complete local response.
     func writeLocal(_ response: LocalResponse, headOnly: Bool, keepAlive: Bool, version: HTTPVersion) {
-        var headers = response.headers
-        if response.status != 304 && response.status != 204 {  // they have no body, and no length
-            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
-        }
-        headers.replaceOrAdd(name: "Date", value: HTTPDate.now())
-        if !keepAlive {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if version == .http1_0 {
-            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
-        var out = HTTP1Serializer.responseHead(
-            HTTPResponseHead(status: response.status, reason: "", version: .http1_1, headers: headers))
-        if !headOnly { out += response.body }
-        write(out)
+        write(response.wireBytes(headOnly: headOnly, keepAlive: keepAlive, version: version))
     }
 
     /// Called by the current exchange when its response is complete.
@@ -245,7 +273,11 @@ final class ClientConnection: StreamConnectionDelegate {
             finishAfterFlush()
             return
         }
-        armIdleTimer()
+        if parser.hasPartialMessage {
+            arm(timeout: timeouts.header, kind: .header)  // the next head is already on its way
+        } else {
+            armIdleTimer()
+        }
         process()
     }
 
@@ -269,9 +301,9 @@ final class ClientConnection: StreamConnectionDelegate {
         if socket.bufferedWriteBytes > 0 {
             // A slow client is still receiving the end of its response: the short linger starts once everything
             // is written (connectionDidDrainWrites); meanwhile only a client that stops reading is cut off.
-            arm(timeout: Self.closingStallTimeout, header: false)
+            arm(timeout: Self.closingStallTimeout, kind: .closing)
         } else {
-            arm(timeout: Self.lingerTimeout, header: false)
+            arm(timeout: Self.lingerTimeout, kind: .closing)
         }
     }
 
@@ -289,7 +321,11 @@ final class ClientConnection: StreamConnectionDelegate {
 
     func connectionDidDrainWrites(_ c: StreamConnection) {
         if closing && !closed {
-            arm(timeout: Self.lingerTimeout, header: false)
+            if clientEOF {
+                close()
+            } else {
+                arm(timeout: Self.lingerTimeout, kind: .closing)
+            }
             return
         }
         current?.clientDrained()
@@ -311,12 +347,26 @@ final class ClientConnection: StreamConnectionDelegate {
 
     // MARK: timers
 
-    private func armIdleTimer() {
-        arm(timeout: Self.idleTimeout, header: false)
+    /// What the single deadline stands for.
+    private enum TimerKind {
+        /// Waiting for (the rest of) a request head: 408.
+        case header
+        /// Keep-alive with nothing in progress: close quietly.
+        case idle
+        /// A request body that stopped arriving: 408, upstream stream reset, close.
+        case body
+        /// Finishing: linger for the client's EOF, or a stuck write.
+        case closing
+        /// The client half-closed during a response: close if the response stays quiet.
+        case halfClosed
     }
 
-    private func arm(timeout: Duration, header: Bool) {
-        timerIsHeaderTimer = header
+    private func armIdleTimer() {
+        arm(timeout: timeouts.idle, kind: .idle)
+    }
+
+    private func arm(timeout: Duration, kind: TimerKind) {
+        timerKind = kind
         let nanos = UInt64(timeout.components.seconds) * 1_000_000_000
             + UInt64(timeout.components.attoseconds / 1_000_000_000)
         deadline = DispatchTime.now().uptimeNanoseconds + nanos
@@ -334,8 +384,22 @@ final class ClientConnection: StreamConnectionDelegate {
             close()
             return
         }
+        if timerKind == .body {
+            guard awaitingEndOfRequest, tunnel == nil else { return }
+            failRequestBody(
+                .badRequest(status: 408, reason: "Request Timeout"),
+                why: "no request-body byte for \(timeouts.body)")
+            return
+        }
+        if timerKind == .halfClosed {
+            context.shared.logger.debug(
+                "closing a half-closed connection whose response was quiet for \(timeouts.idle)",
+                metadata: [LogKeys.connectionID: "\(id)"])
+            close()
+            return
+        }
         guard current == nil else { return }
-        if timerIsHeaderTimer {
+        if timerKind == .header {
             // RFC 9110 §15.5.9: the client did not finish its request head in time.
             context.metrics.values.malformedRequests[408, default: 0] += 1
             writeLocal(.badRequest(status: 408, reason: "Request Timeout"), headOnly: false, keepAlive: false,
@@ -344,6 +408,22 @@ final class ClientConnection: StreamConnectionDelegate {
         } else {
             close()
         }
+    }
+
+    /// The current request's body cannot be completed (stalled, malformed or oversized): the upstream stream is
+    /// reset, the client gets `response` unless its response already started (then the connection is cut), and
+    /// the connection closes.
+    private func failRequestBody(_ response: LocalResponse, why: String) {
+        context.shared.logger.info(
+            "request body failed: \(why)",
+            metadata: [LogKeys.connectionID: "\(id)", "status": "\(response.status)"])
+        awaitingEndOfRequest = false
+        pendingEvents.removeAll()
+        pendingBytes = 0
+        if let current, !current.isFinished {
+            current.requestBodyFailed(response)  // ends in exchangeFinished (closing) or abort()
+        }
+        if !closing { finishAfterFlush() }
     }
 
     // MARK: protocol upgrades

@@ -34,6 +34,14 @@ public struct ProxyConfiguration: Sendable {
     public var upgradeKeepAlive: Duration? = .seconds(15)
     /// HTTP/2 connection health check (client-go's `HTTP2_READ_IDLE_TIMEOUT_SECONDS`, `HTTP2_PING_TIMEOUT_SECONDS`).
     public var http2HealthCheck = HTTP2HealthCheck()
+    /// `--accept-uids`: local users whose connections are served (default: proxyd's own uid and root; `*` in a pod).
+    public var acceptUIDs = AcceptedUIDs.ownerAndRoot
+    /// `--max-connections`; `nil` derives it from the open-file limit at start (`ConnectionPolicy`).
+    public var maxConnections: Int?
+    /// `--read-only`: only GET, HEAD and OPTIONS, no protocol upgrades.
+    public var readOnly = false
+    /// Header, idle and request-body timeouts of client connections.
+    public var clientTimeouts = ClientTimeouts()
     /// Several apiservers: `--failover-server`, `--discover-apiservers` and their tuning (docs/failover.md).
     public var failover = FailoverConfiguration()
     /// How to load `upstream` again on SIGHUP or a kubeconfig change; nil: the upstream never changes.

@@ -82,6 +82,10 @@ final class ProxyExchange: UpstreamResponseHandler {
             respondLocally(.badRequest(status: 400, reason: "Bad Request: invalid request-target"))
             return
         }
+        if let refusal = shared.policy.readOnlyRefusal(method: head.method, isUpgrade: head.isUpgrade) {
+            respondLocally(refusal)
+            return
+        }
         let hosts = connection.context.hostClasses
         let hostHeader = head.headers.first("host")
         let host = target.host ?? hostHeader ?? ""
@@ -435,7 +439,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             connection.abort()
             return
         }
-        shared.logger.warning("upstream failed for \(head.method) \(upstreamPath): \(failure)")
+        if case .unavailable = failure {
+            // The apiserver is down: the pool logs that (once per 10 s); one line per refused request would flood.
+            shared.logger.info("upstream unavailable for \(head.method) \(upstreamPath): \(failure)")
+        } else {
+            shared.logger.warning("upstream failed for \(head.method) \(upstreamPath): \(failure)")
+        }
         stream = nil
         respondLocally(.upstreamFailure(failure))
     }
@@ -472,6 +481,26 @@ final class ProxyExchange: UpstreamResponseHandler {
             return
         }
         connection.exchangeFinished(self, keepAlive: keepAlive && requestComplete)
+    }
+
+    /// Whether the response is complete (or the exchange was cancelled).
+    var isFinished: Bool { finished }
+
+    /// The request body cannot be completed (it stalled, or the parser rejected it): the upstream stream is reset,
+    /// and `response` is answered if the response has not started; otherwise the connection is cut. Either way the
+    /// connection does not stay open.
+    func requestBodyFailed(_ response: LocalResponse) {
+        guard !finished else { return }
+        stream?.cancel()
+        stream = nil
+        if responseStarted {
+            finished = true
+            logAccess()
+            connection.abort()
+            return
+        }
+        keepAlive = false
+        respondLocally(response)
     }
 
     /// The client went away: stop the upstream side.

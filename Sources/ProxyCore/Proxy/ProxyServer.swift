@@ -17,6 +17,8 @@ final class SharedProxyState: Sendable {
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
     let http2HealthCheck: HTTP2HealthCheck
+    /// Who may connect, how many at once, for how long; `--read-only`.
+    let policy: ConnectionPolicy
 
     init(configuration: ProxyConfiguration, logger: Logger) {
         filter = configuration.filter
@@ -28,6 +30,7 @@ final class SharedProxyState: Sendable {
         staticFiles = configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) }
         upgradeKeepAlive = configuration.upgradeKeepAlive
         http2HealthCheck = configuration.http2HealthCheck
+        policy = ConnectionPolicy(configuration: configuration)
     }
 }
 
@@ -60,6 +63,14 @@ final class LoopContext: @unchecked Sendable {
     let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
     private var nextConnectionID: UInt64 = 0
+    /// `--accept-uids` lookups for this loop's connections (one netlink socket, opened on first use).
+    let peerOwners = PeerOwnerLookup()
+    /// Connections refused over `--max-connections` that are still being closed.
+    var lingeringRefusals = 0
+    /// Refusals over `--max-connections` not yet logged, and when the last log line was written (at most one
+    /// line per burst and per 10 s).
+    var overCapacityRefusals = 0
+    var overCapacityLoggedAt: UInt64 = 0
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
@@ -119,17 +130,20 @@ final class LoopContext: @unchecked Sendable {
             try? Posix.close(fd: fd)
             return
         }
+        guard let admission = admit(fd: fd, peer: peer) else { return }
         nextConnectionID += 1
         metrics.values.clientConnectionsAccepted += 1
         let socket = StreamConnection(fd: fd, loop: loop)
         let connection = ClientConnection(socket: socket, peer: peer, context: self, id: nextConnectionID)
+        connection.refusal = admission.refusal
         connection.start()
     }
 
     func register(_ c: ClientConnection) { connections[ObjectIdentifier(c)] = c }
 
     func unregister(_ c: ClientConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(c))
+        guard connections.removeValue(forKey: ObjectIdentifier(c)) != nil else { return }
+        shared.policy.limit.release()
         if draining && connections.isEmpty { signalIdle() }
     }
 
@@ -192,6 +206,7 @@ public final class ProxyServer: Sendable {
     let reloadQueue = DispatchQueue(label: "proxyd.reload")
     let watcher = Mutex<ConfigurationWatcher?>(nil)
     let readinessMonitor = Mutex<RepeatingTimer?>(nil)
+    private let heapTrimmer = Mutex<IdleHeapTrimmer?>(nil)
 
     /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded,
     ///   `FailoverError` for an unusable `--failover-server`.
@@ -245,12 +260,15 @@ public final class ProxyServer: Sendable {
                 bound.append(try Listener.bindTCP(host: address, port: port))
             }
         case .unix(let path):
-            bound.append(try Listener.bindUnix(path: path))
+            // Other users can only reach the --accept-uids check if the socket file lets them connect.
+            let mode: UInt32 = configuration.acceptUIDs.acceptsOtherUsers ? 0o666 : 0o700
+            bound.append(try Listener.bindUnix(path: path, mode: mode))
         case .inherited(let fds):
             for fd in fds { bound.append(try Listener(inheritedFD: fd)) }
         }
         let contexts = self.contexts
         for listener in bound {
+            shared.policy.watchDescriptorExhaustion(of: listener, logger: shared.logger)
             listener.start(group: group) { fd, peer, loop in
                 guard let context = contexts[ObjectIdentifier(loop)] else {
                     try? Posix.close(fd: fd)
@@ -262,6 +280,7 @@ public final class ProxyServer: Sendable {
             }
         }
         listeners.withLock { $0 = bound }
+        heapTrimmer.withLock { [policy = shared.policy] in $0 = IdleHeapTrimmer { policy.limit.count == 0 } }
         startWatching(currentVersion)
         startWatchingConfigurationFiles()
         return bound.map(\.localAddress)
@@ -304,6 +323,7 @@ public final class ProxyServer: Sendable {
         }
         stopBackgroundWork()
         version.stopWatching()
+        heapTrimmer.withLock { $0?.stop() }
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)

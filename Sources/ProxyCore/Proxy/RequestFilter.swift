@@ -10,7 +10,12 @@
 public struct RequestFilter: Sendable {
     public static let defaultAcceptHosts = #"^localhost$,^127\.0\.0\.1$,^\[::1\]$,(?i)\.(svc|pod)\.localhost$"#
     public static let defaultAcceptPaths = "^.*"
-    public static let defaultRejectPaths = "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach"
+    /// kubectl's two patterns, plus the kubelet's exec-like endpoints behind the apiserver's node proxy (a deliberate
+    /// difference): `nodes/<node>/proxy/{exec,run,attach,portForward,cri}`. Paths are matched decoded and clean
+    /// (`PathRouter` redirects any other form first), which is what the apiserver passes on: it decodes the path and
+    /// `path.Join`s the rest after `proxy/` onto the kubelet URL. The kubelet's names are matched ignoring case.
+    public static let defaultRejectPaths = "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach,"
+        + "^/api/v1/nodes/[^/]+/proxy/(?i:exec|run|attach|portforward|cri)(?:/|$)"
     public static let defaultRejectMethods = "^$"
     /// No origin is trusted by default.
     public static let defaultAcceptOrigins = ""

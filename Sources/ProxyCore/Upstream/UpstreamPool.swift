@@ -7,16 +7,19 @@ import Logging
 ///   connection opens only when all are full. A connection that got GOAWAY finishes its streams and takes no new
 ///   ones.
 /// - HTTP/1.1 (ALPN `http/1.1`, or `http://` servers): an idle keep-alive connection per exchange, new ones as
-///   needed.
+///   needed (one per client connection at most, so `--max-connections` bounds them, as Go's transport does not
+///   cap them either: a cap would queue requests behind watches that last for hours).
 /// - While the apiserver cannot be reached, requests fail fast with 503 during a short, growing backoff
-///   (100 ms doubling to 2 s), then the next request tries again.
+///   (100 ms doubling to 2 s), then the next request tries again. Each waiting request gets at most one
+///   connection attempt: when one fails, a request it was opened for fails with it instead of opening another
+///   (issue 12: with an HTTP/1.1 upstream killed under load, every failed connect used to open a replacement for
+///   the still-waiting requests, a connect storm that answered nobody until the clients gave up).
 ///
 /// With several apiservers there is one pool per server per loop, under a `LoopBalancer` (its `observer`): the pool
 /// reports connection outcomes to it and leaves backoff to it, and failed streams go back to it (see
 /// `UpstreamStream.fail(_:at:)`).
 final class UpstreamPool: UpstreamTransportDelegate {
     static let idleTimeout: Duration = .seconds(90)  // client-go's IdleConnTimeout
-    static let maxHTTP1Connections = 64
     static let initialBackoff: UInt64 = 100_000_000
     static let maxBackoff: UInt64 = 2_000_000_000
 
@@ -40,6 +43,9 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private var failures = 0
     private var unavailableUntil: UInt64 = 0
     private var lastFailure: UpstreamFailure?
+    /// When the last "cannot connect" line was logged (at most one per 10 s while connects keep failing).
+    private var connectFailureLoggedAt: UInt64 = 0
+    private var unloggedConnectFailures = 0
     private var idleTimer: LoopTimer?
     private var shuttingDown = false
     /// Connections set up, or HTTP/1.1 connections busy, when the TLS identity changed: they carry no new request.
@@ -120,8 +126,21 @@ final class UpstreamPool: UpstreamTransportDelegate {
         openConnection()
     }
 
-    /// Assigns waiting streams to connections, opening connections as needed.
+    /// Assigns waiting streams to connections, opening connections as needed. While connecting is backing off
+    /// after a failure, streams that no connection in progress covers fail at once with that failure.
     private func dispatchWaiting() {
+        var failed: [UpstreamStream] = []
+        defer {
+            // Reported from the loop, as `start` does: a handler may start another exchange on this pool, and
+            // `start` itself may be what called dispatchWaiting.
+            if let failure = lastFailure {
+                for stream in failed {
+                    stream.state = .finished
+                    let box = LoopBound(stream)
+                    loop.execute { box.value.fail(failure, at: .notSent) }
+                }
+            }
+        }
         while !waiting.isEmpty {
             let stream = waiting[0]
             if case .finished = stream.state {
@@ -149,14 +168,30 @@ final class UpstreamPool: UpstreamTransportDelegate {
             }
             let waitingCount = waiting.count(where: { if case .waiting = $0.state { return true } else { return false } })
             if waitingCount > covered {
-                if serverSpeaksHTTP2 == false && http1.count + connecting.count >= Self.maxHTTP1Connections {
-                    return  // wait for a connection to come back
+                if lastFailure != nil, DispatchTime.now().uptimeNanoseconds < unavailableUntil, observer == nil {
+                    // Backing off: the newest uncovered streams fail now rather than wait for a connection that
+                    // nobody is opening (or open one per failure, in a storm).
+                    failed += takeNewestWaiting(waitingCount - covered)
+                    continue
                 }
                 openConnection()
                 continue
             }
             return
         }
+    }
+
+    /// Removes up to `count` of the most recently queued waiting streams.
+    private func takeNewestWaiting(_ count: Int) -> [UpstreamStream] {
+        var taken: [UpstreamStream] = []
+        var index = waiting.count - 1
+        while taken.count < count && index >= 0 {
+            if case .waiting = waiting[index].state {
+                taken.append(waiting.remove(at: index))
+            }
+            index -= 1
+        }
+        return taken.reversed()
     }
 
     private func openConnection() {
@@ -197,9 +232,13 @@ final class UpstreamPool: UpstreamTransportDelegate {
             dispatchWaiting()
             return
         }
+        if failures > 0 {
+            logger.notice("connected to the apiserver \(target.authority) again after \(failures) failed attempt(s)")
+        }
         failures = 0
         unavailableUntil = 0
         lastFailure = nil
+        unloggedConnectFailures = 0
         nextID += 1
         metrics.values.upstreamConnectionsOpened[alpn == "h2" ? 0 : 1] += 1
         lastAnswer = DispatchTime.now().uptimeNanoseconds
@@ -266,9 +305,16 @@ final class UpstreamPool: UpstreamTransportDelegate {
             let failure = failure ?? .unavailable("connection to \(target.authority) closed during setup")
             failures += 1
             let backoff = min(Self.initialBackoff << UInt64(min(failures - 1, 10)), Self.maxBackoff)
-            unavailableUntil = DispatchTime.now().uptimeNanoseconds + backoff
+            let now = DispatchTime.now().uptimeNanoseconds
+            unavailableUntil = now + backoff
             lastFailure = failure
-            logger.warning("cannot connect to the apiserver \(target.authority): \(failure)")
+            unloggedConnectFailures += 1
+            if failures == 1 || now - connectFailureLoggedAt >= 10_000_000_000 {
+                let more = unloggedConnectFailures > 1 ? " (\(unloggedConnectFailures) failed attempts)" : ""
+                logger.warning("cannot connect to the apiserver \(target.authority): \(failure)\(more)")
+                connectFailureLoggedAt = now
+                unloggedConnectFailures = 0
+            }
             observer?.pool(self, didFailToConnect: failure)
             // With a balancer, the waiting streams go back to it (this server is now unhealthy).
             if observer != nil || (connecting.isEmpty && http2.isEmpty && http1.isEmpty) {

@@ -15,7 +15,8 @@ final class Harness: @unchecked Sendable {
         standIn configure: (inout StandInConfiguration) -> Void = { _ in },
         proxyArguments: [String] = [],
         kubeconfig: ((StandIn, URL) throws -> String)? = nil,
-        environment: [String: String]? = nil
+        environment: [String: String]? = nil,
+        proxyWrapper: [String] = []
     ) async throws -> Harness {
         var config = StandInConfiguration()
         configure(&config)
@@ -29,7 +30,7 @@ final class Harness: @unchecked Sendable {
             args += ["--port=0"]
         }
         do {
-            let proxy = try await RunningProxy.start(arguments: args, environment: environment)
+            let proxy = try await RunningProxy.start(arguments: args, environment: environment, wrapper: proxyWrapper)
             return Harness(standIn: standIn, proxy: proxy, directory: dir)
         } catch {
             try? await standIn.stop()

@@ -26,6 +26,11 @@ enum BuildProducts {
         for c in candidates where FileManager.default.isExecutableFile(atPath: c.path) { return c }
         return candidates.last!
     }
+
+    /// The `standin-apiserver` binary, built next to `proxyd` (for tests that kill the upstream process).
+    static var standIn: URL {
+        proxyd.deletingLastPathComponent().appendingPathComponent("standin-apiserver")
+    }
 }
 
 extension BuildProducts {
@@ -143,8 +148,18 @@ final class RunningProxy: @unchecked Sendable {
     let address: String  // as announced, e.g. "127.0.0.1:41234"
     let port: Int
 
-    static func start(arguments: [String], environment: [String: String]? = nil) async throws -> RunningProxy {
-        let child = try ChildProcess(executable: BuildProducts.proxyd, arguments: arguments, environment: environment)
+    /// - Parameter wrapper: a command that runs proxyd (e.g. `["prlimit", "--nofile=64:64"]`); the proxyd path and
+    ///   `arguments` are appended to it.
+    static func start(arguments: [String], environment: [String: String]? = nil, wrapper: [String] = []) async throws -> RunningProxy {
+        let child: ChildProcess
+        if let tool = wrapper.first {
+            guard let path = Tool.path(tool) else { throw ChildError("\(tool) is not installed") }
+            child = try ChildProcess(
+                executable: URL(fileURLWithPath: path),
+                arguments: Array(wrapper.dropFirst()) + [BuildProducts.proxyd.path] + arguments, environment: environment)
+        } else {
+            child = try ChildProcess(executable: BuildProducts.proxyd, arguments: arguments, environment: environment)
+        }
         let out = try await child.waitForStdout(containing: "Starting to serve on ")
         let line = out.split(separator: "\n").first { $0.hasPrefix("Starting to serve on ") }!
         let address = String(line.dropFirst("Starting to serve on ".count))

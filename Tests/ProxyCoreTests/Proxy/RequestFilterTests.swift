@@ -57,7 +57,7 @@ import Testing
         Case(path: "/api/v1/namespaces/default/pods/execfoo", accepted: true, note: "pod named execfoo"),
         Case(path: "/api/v1/namespaces/default/pods/foo/portforward", accepted: true, note: "port-forward"),
         Case(path: "/api/v1/namespaces/default/pods/foo/ephemeralcontainers", accepted: true, note: "ephemeral"),
-        Case(path: "/api/v1/nodes/n1/proxy/exec/default/foo/c", accepted: true, note: "kubelet exec via node proxy"),
+        Case(path: "/api/v1/nodes/n1/proxy/exec/default/foo/c", accepted: false, note: "kubelet exec via node proxy (proxyd only)"),
         Case(path: "/apis/apps/v1/namespaces/default/pods/foo/exec", accepted: true, note: "anchored at /api/"),
         Case(path: "/custom/api/v1/namespaces/default/pods/foo/exec", accepted: true, note: "anchored at start"),
         Case(path: "/", accepted: true, note: "root"),
@@ -82,7 +82,8 @@ import Testing
         #expect(RequestFilter.defaultAcceptHosts == #"^localhost$,^127\.0\.0\.1$,^\[::1\]$,(?i)\.(svc|pod)\.localhost$"#)
         #expect(RequestFilter.defaultAcceptOrigins == "")
         #expect(RequestFilter.defaultAcceptPaths == "^.*")
-        #expect(RequestFilter.defaultRejectPaths == "^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach")
+        // kubectl's two, then proxyd's node-proxy pattern (NodeProxyRejectTests).
+        #expect(RequestFilter.defaultRejectPaths.hasPrefix("^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach,"))
         #expect(RequestFilter.defaultRejectMethods == "^$")
     }
 
