@@ -7,18 +7,31 @@ import ProxyCore
 /// Process lifecycle: start the server, announce it, handle signals, stop gracefully.
 enum Daemon {
     /// Never returns on success (runs the Dispatch main loop until a signal stops the process).
-    static func run(configuration: ProxyConfiguration, logger: Logger) throws(StartupError) -> Never {
+    static func run(
+        configuration: ProxyConfiguration, admin endpoints: [(address: AdminAddress, roles: Set<AdminRole>)],
+        logger: Logger
+    ) throws(StartupError) -> Never {
         signal(SIGPIPE, SIG_IGN)
         raiseOpenFileLimit(configuration: configuration, logger: logger)
         let server: ProxyServer
         let addresses: [SocketAddress]
+        var adminAddresses: [(address: SocketAddress, roles: Set<AdminRole>)] = []
+        var admin: AdminServer?
         do {
             server = try ProxyServer(configuration: configuration, logger: logger)
             addresses = try server.start()
+            if !endpoints.isEmpty {
+                let adminServer = AdminServer(endpoints: endpoints, proxy: server, logger: logger)
+                adminAddresses = try adminServer.start()
+                admin = adminServer
+            }
         } catch let error as IOError {
             throw StartupError(message: listenErrorMessage(error, listen: configuration.listen))
         } catch {
             throw StartupError(message: "\(error)")
+        }
+        if endpoints.contains(where: { $0.roles.contains(.health) }) {
+            server.startReadinessMonitor()
         }
         if let warning = ListenerExposure.warning(for: addresses) {
             logger.warning("\(warning)")
@@ -28,10 +41,19 @@ enum Daemon {
                 "the kubeconfig's oidc id-token expires at \(expiry.formatted(.iso8601)); proxyd does not refresh it (use an exec plugin such as kubelogin for long-running use)")
         }
         // Unbuffered, so tools that wait for this line see it at once.
-        let announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
+        var announcement = addresses.map { "Starting to serve on \($0)\n" }.joined()
+        for (address, roles) in adminAddresses {
+            let what = roles.count == 2 ? "metrics and health checks" : roles.contains(.metrics) ? "metrics" : "health checks"
+            announcement += "Serving \(what) on \(address)\n"
+        }
         Console.writeStdout(announcement)
         if let url = ServiceIndexURL.announced(addresses: addresses) {
-            Console.writeStderr("Service index for browsers: \(url)\n")
+            if configuration.logFormat == .json {
+                JSONLogHandler.writeLine(
+                    level: .notice, message: "Service index for browsers", metadata: ["url": "\(url)"], label: "proxyd")
+            } else {
+                Console.writeStderr("Service index for browsers: \(url)\n")
+            }
         }
         SystemdActivation.notify("READY=1")
 
@@ -64,7 +86,17 @@ enum Daemon {
             timer.resume()
             watchdog = timer
         }
-        withExtendedLifetime((sources, watchdog)) {
+        // SIGHUP: load the kubeconfig again (what changes and what does not: ProxyServer+Reload.swift).
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+        hangup.setEventHandler {
+            logger.notice("SIGHUP received, reloading the configuration")
+            SystemdActivation.notify("RELOADING=1")
+            server.reload(reason: "SIGHUP") { _ in SystemdActivation.notify("READY=1") }
+        }
+        hangup.resume()
+        sources.append(hangup)
+        withExtendedLifetime((sources, watchdog, admin)) {
             dispatchMain()
         }
     }

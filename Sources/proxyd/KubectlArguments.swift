@@ -3,8 +3,12 @@
 enum KubectlArguments {
     static let booleanFlags: Set<String> = [
         "--disable-filter", "--append-server-path", "--insecure-skip-tls-verify", "--access-log",
+        "--disable-compression", "--match-server-version", "--warnings-as-errors",
         "--discover-apiservers",
     ]
+
+    /// Boolean flags that default to true: `--flag=false` becomes `--no-flag`.
+    static let invertibleFlags: Set<String> = ["--watch-kubeconfig"]
 
     static func normalize(_ arguments: [String]) -> [String] {
         var out: [String] = []
@@ -18,6 +22,14 @@ enum KubectlArguments {
             if let eq = argument.firstIndex(of: "="), argument.hasPrefix("--") {
                 let name = String(argument[..<eq])
                 let value = String(argument[argument.index(after: eq)...])
+                if invertibleFlags.contains(name) {
+                    switch value.lowercased() {
+                    case "true", "1", "t": out.append(name)
+                    case "false", "0", "f": out.append("--no-" + name.dropFirst(2))
+                    default: out.append(argument)
+                    }
+                    continue
+                }
                 if booleanFlags.contains(name) {
                     switch value.lowercased() {
                     case "true", "1", "t": out.append(name)

@@ -110,6 +110,47 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("as-uid"), help: "UID to impersonate for the operation.")
     var asUID: String?
 
+    @Option(
+        name: .customLong("as-user-extra"),
+        help: "User extras to impersonate for the operation, as key=value; repeat for several values or keys.")
+    var asUserExtra: [String] = []
+
+    @Option(help: "Accepted as in kubectl; like kubectl proxy, proxyd does not apply it to proxied requests (watches and exec sessions must not be cut). Go duration or whole seconds; 0 means no timeout.")
+    var requestTimeout: String = "0"
+
+    // kubectl global flags that mean nothing for a proxy: accepted so kubectl proxy command lines keep working
+    // (kubectl proxy ignores them too), otherwise unused. See docs/flags.md.
+
+    @Option(name: [.customShort("n"), .long], help: .hidden)
+    var namespace: String?
+
+    @Option(help: .hidden)
+    var cacheDir: String?
+
+    @Flag(help: .hidden)
+    var disableCompression = false
+
+    @Flag(help: .hidden)
+    var matchServerVersion = false
+
+    @Flag(help: .hidden)
+    var warningsAsErrors = false
+
+    @Option(help: .hidden)
+    var logFlushFrequency: String?
+
+    @Option(help: .hidden)
+    var vmodule: String?
+
+    @Option(help: .hidden)
+    var profile: String = "none"
+
+    @Option(help: .hidden)
+    var profileOutput: String?
+
+    @Option(help: .hidden)
+    var kuberc: String?
+
     // MARK: proxyd's own
 
     @Option(name: [.customShort("v"), .customLong("v")], help: "Log level number, as kubectl's -v: 0 warnings, 3 filter decisions, 6 debug.")
@@ -120,6 +161,22 @@ struct ProxyCommand: ParsableCommand {
 
     @Option(help: "Number of event loops (default: one per CPU this process may run on).")
     var loops: Int?
+
+    // MARK: operations (the Kubernetes components' flags)
+
+    @Option(help: "host:port of the Prometheus /metrics endpoint (its own listener, never the proxy's port). A port alone means 127.0.0.1; unix:/path for a unix socket; empty (default) turns it off.")
+    var metricsBindAddress: String = ""
+
+    @Option(help: "host:port of the /livez, /healthz and /readyz endpoints (its own listener; may be the metrics address). A port alone means 127.0.0.1; unix:/path for a unix socket; empty (default) turns it off.")
+    var healthzBindAddress: String = ""
+
+    @Option(help: "Log format: text (default) or json (one JSON object per line).")
+    var loggingFormat: String = "text"
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Reload when a kubeconfig file in use changes, as on SIGHUP (--watch-kubeconfig=false: only on SIGHUP).")
+    var watchKubeconfig = true
 
     // MARK: hardening (docs/configuration.md, "Who can use the proxy" and "Connection limits")
 
@@ -165,6 +222,17 @@ struct ProxyCommand: ParsableCommand {
         if unixSocket != nil && port != 8001 {
             throw ValidationError("cannot set --unix-socket and --port at the same time")
         }
+        guard LogFormat(rawValue: loggingFormat) != nil else {
+            throw ValidationError("invalid value \"\(loggingFormat)\" for --logging-format: want text or json")
+        }
+        guard Self.requestTimeoutIsValid(requestTimeout) else {
+            // kubectl's message (clientcmd).
+            throw ValidationError(
+                "invalid timeout value. Timeout must be a single integer in seconds, or an integer followed by a corresponding time unit (e.g. 1s | 2m | 3h)")
+        }
+        guard profile == "none" else {
+            throw ValidationError("--profile=\(profile): proxyd writes no Go profiles (only --profile=none is accepted)")
+        }
         if let acceptUids, AcceptedUIDs.parse(acceptUids) == nil {
             throw ValidationError("invalid --accept-uids \"\(acceptUids)\": want comma-separated numeric uids, or *")
         }
@@ -173,18 +241,33 @@ struct ProxyCommand: ParsableCommand {
         }
     }
 
+    /// kubectl's rule: whole seconds, or a Go duration that is not negative.
+    static func requestTimeoutIsValid(_ text: String) -> Bool {
+        if text.isEmpty || Int(text).map({ $0 >= 0 }) == true { return true }
+        guard let duration = GoDuration.parse(text) else { return false }
+        return duration >= .zero
+    }
+
     func run() throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            var level = ProxyCommand.logLevel(forVerbosity: verbosity)
-            if accessLog && level > .info { level = .info }  // access lines are logged at info
-            handler.logLevel = level
-            return handler
+        var level = ProxyCommand.logLevel(forVerbosity: verbosity)
+        if accessLog && level > .info { level = .info }  // access lines are logged at info
+        let format = LogFormat(rawValue: loggingFormat) ?? .text
+        LoggingSystem.bootstrap { [level] label in
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "proxyd")
         do throws(StartupError) {
             let configuration = try makeConfiguration(logger: logger)
-            try Daemon.run(configuration: configuration, logger: logger)
+            try Daemon.run(configuration: configuration, admin: try adminEndpoints(configuration), logger: logger)
         } catch {
             Console.writeStderr("error: \(error.message)\n")
             throw ExitCode(1)
@@ -220,29 +303,29 @@ struct ProxyCommand: ParsableCommand {
                 throw StartupError(message: "\(error)")
             }
         }
+        let userExtra: [String: [String]]
+        do {
+            userExtra = try KubeconfigOverrides.parseUserExtra(asUserExtra)
+        } catch {
+            throw StartupError(message: "\(error)")
+        }
         let overrides = KubeconfigOverrides(
             server: server, token: token, certificateAuthority: certificateAuthority,
             clientCertificate: clientCertificate, clientKey: clientKey, tlsServerName: tlsServerName,
             username: username, password: password,
             insecureSkipTLSVerify: insecureSkipTlsVerify ? true : nil,
-            impersonateUser: asUser, impersonateGroups: asGroup, impersonateUID: asUID)
+            impersonateUser: asUser, impersonateGroups: asGroup, impersonateUID: asUID, impersonateExtra: userExtra)
         let selection = KubeconfigSelection(context: context, cluster: cluster, user: user)
         let environment = ProcessInfo.processInfo.environment
-        var upstream: UpstreamTarget
+        // Kept, so SIGHUP and kubeconfig edits load the upstream again the same way (proxy variables and
+        // DISABLE_HTTP2 included).
+        let source = UpstreamSource(
+            explicitPath: kubeconfig, environment: environment, selection: selection, overrides: overrides)
+        let upstream: UpstreamTarget
         do {
-            upstream = try UpstreamTargetResolver.resolve(
-                explicitPath: kubeconfig, environment: environment, selection: selection, overrides: overrides)
+            upstream = try source.load()
         } catch {
             throw StartupError(message: "\(error)")
-        }
-        // Without a proxy-url, HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply, as in client-go's default transport.
-        if upstream.proxyURL?.isEmpty ?? true {
-            do {
-                upstream.environmentProxyURL = try EnvironmentProxy.proxyURL(
-                    scheme: upstream.scheme, host: upstream.host, port: upstream.port, environment: environment)
-            } catch {
-                throw StartupError(message: "\(error)")
-            }
         }
         if let proxyURL = upstream.effectiveProxyURL, case .success(let endpoint) = ProxyEndpoint.parse(proxyURL) {
             logger.info("Connecting to the apiserver through the proxy \(endpoint)")
@@ -276,14 +359,16 @@ struct ProxyCommand: ParsableCommand {
         var configuration = ProxyConfiguration(
             listen: listen, upstream: upstream, apiPrefix: apiPrefix, appendServerPath: appendServerPath,
             filter: filter, loopCount: loops ?? ProxyConfiguration.defaultLoopCount, accessLog: accessLog)
+        configuration.upstreamSource = source
+        configuration.watchConfigurationFiles = watchKubeconfig
+        configuration.logFormat = LogFormat(rawValue: loggingFormat) ?? .text
         configuration.wwwDirectory = www
         // client-go's environment knobs for the HTTP/2 transport.
         let (healthCheck, warnings) = HTTP2HealthCheck.fromEnvironment(environment)
         configuration.http2HealthCheck = healthCheck
         for warning in warnings { logger.warning("\(warning)") }
-        if let value = environment["DISABLE_HTTP2"], !value.isEmpty {
+        if source.disableHTTP2 {
             logger.info("HTTP2 has been explicitly disabled")
-            configuration.upstream.tls.alpn = ["http/1.1"]
         }
         configuration.wwwPrefix = wwwPrefix
         configuration.readOnly = readOnly
@@ -340,4 +425,51 @@ extension ProxyCommand {
 
 struct StartupError: Error {
     let message: String
+}
+
+extension ProxyCommand {
+    /// The admin listeners of `--metrics-bind-address` and `--healthz-bind-address`: one listener when both name
+    /// the same address; never the proxy's own address.
+    func adminEndpoints(_ configuration: ProxyConfiguration) throws(StartupError)
+        -> [(address: AdminAddress, roles: Set<AdminRole>)]
+    {
+        var endpoints: [(address: AdminAddress, roles: Set<AdminRole>)] = []
+        for (flag, text, role) in [
+            ("metrics-bind-address", metricsBindAddress, AdminRole.metrics),
+            ("healthz-bind-address", healthzBindAddress, AdminRole.health),
+        ] {
+            let parsed: AdminAddress?
+            do {
+                parsed = try AdminAddress.parse(text, flag: flag)
+            } catch {
+                throw StartupError(message: "\(error)")
+            }
+            guard let address = parsed else { continue }
+            if Self.sameListener(address, configuration.listen) {
+                throw StartupError(
+                    message: "--\(flag)=\(text): the proxy itself listens there; metrics and health endpoints need an address of their own (apiserver paths such as /metrics and /readyz are proxied)")
+            }
+            // The same address serves both; port 0 asks for a free port for each.
+            if case .tcp(_, 0) = address {
+                endpoints.append((address, [role]))
+            } else if let index = endpoints.firstIndex(where: { $0.address == address }) {
+                endpoints[index].roles.insert(role)
+            } else {
+                endpoints.append((address, [role]))
+            }
+        }
+        return endpoints
+    }
+
+    static func sameListener(_ address: AdminAddress, _ listen: ProxyConfiguration.Listen) -> Bool {
+        switch (address, listen) {
+        case (.tcp(let host, let port), .tcp(let proxyHost, let proxyPort)):
+            func bare(_ h: String) -> String { h.hasPrefix("[") && h.hasSuffix("]") ? String(h.dropFirst().dropLast()) : h }
+            return port != 0 && port == proxyPort && bare(host) == bare(proxyHost)
+        case (.unix(let path), .unix(let proxyPath)):
+            return path == proxyPath
+        default:
+            return false
+        }
+    }
 }

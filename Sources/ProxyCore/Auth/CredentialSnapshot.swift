@@ -13,6 +13,11 @@ public struct CredentialSnapshot: Sendable, Equatable, CustomStringConvertible {
     var pluginGeneration: UInt64?
     /// The plugin credential's `expirationTimestamp`.
     var expiration: Date?
+    /// Set while no credential could be obtained at all (the exec plugin or the token file failed from the start):
+    /// why, in words that never contain a secret. Requests are answered with a 503 `Status` carrying it.
+    var unavailable: String?
+    /// Bumped on every change of the credential, so an answer can be matched with the credential it was about.
+    var revision: UInt64 = 0
 
     public static let none = CredentialSnapshot(authorization: nil, impersonation: HTTPHeaders())
 

@@ -9,6 +9,10 @@ import Synchronization
 ///
 /// Readers take one uncontended lock per request (not per byte) to copy the snapshot; rotation swaps the whole
 /// snapshot at once, so a request never sees half of an update.
+///
+/// A token file that cannot be read, or an exec plugin that fails, when the store is created does not make it fail:
+/// the snapshot then says why it is `unavailable`, the plugin is retried with a back-off (1 s doubling to 60 s) and
+/// the file re-read every poll, and the first success installs the credential.
 public final class CredentialStore: Sendable {
     private let state: Mutex<CredentialSnapshot>
     private let tokenFile: String?
@@ -18,6 +22,8 @@ public final class CredentialStore: Sendable {
     private let interval: Duration
     /// Set when the credential comes from an exec plugin.
     private let exec: ExecRefresher?
+    private let counters: ServiceCounters?
+    private let logger: Logger?
 
     /// How often a token file is checked for changes (client-go re-reads about every 50–60 s; checking is a
     /// cheap read, so proxyd picks rotations up sooner).
@@ -25,10 +31,13 @@ public final class CredentialStore: Sendable {
 
     /// With an exec plugin in `credentials`, runs it once now (blocking the caller: call it before serving).
     /// - Parameter sendCredentials: `false` for an `http://` server: credentials are never sent in the clear.
-    /// - Throws: `CredentialError` when a token file cannot be read, or the exec plugin fails, at start-up.
+    /// - Throws: `CredentialError` when the credentials are unusable whatever happens later: an exec configuration
+    ///   proxyd cannot run (`interactiveMode: Always`, a bad `apiVersion`), an expired or unsupported auth-provider.
+    ///   A failing plugin run or an unreadable token file is not thrown: see `current.unavailable`.
     public convenience init(
         credentials: StaticCredentials, sendCredentials: Bool, execCluster: ExecClusterInfo? = nil,
-        logger: Logger? = nil, pollInterval: Duration = CredentialStore.tokenFilePollInterval
+        logger: Logger? = nil, counters: ServiceCounters? = nil,
+        pollInterval: Duration = CredentialStore.tokenFilePollInterval
     ) throws(CredentialError) {
         var runner: (@Sendable () throws(CredentialError) -> ExecCredentialResult)?
         if sendCredentials, let config = credentials.exec {
@@ -37,7 +46,7 @@ public final class CredentialStore: Sendable {
         }
         try self.init(
             credentials: credentials, sendCredentials: sendCredentials, execRunner: runner, logger: logger,
-            pollInterval: pollInterval)
+            counters: counters, pollInterval: pollInterval)
     }
 
     /// `execRunner` stands for the plugin (tests substitute it); `execBackoff` is the wait after a failed run, in
@@ -45,9 +54,11 @@ public final class CredentialStore: Sendable {
     init(
         credentials: StaticCredentials, sendCredentials: Bool,
         execRunner: (@Sendable () throws(CredentialError) -> ExecCredentialResult)?, logger: Logger? = nil,
-        pollInterval: Duration = CredentialStore.tokenFilePollInterval,
+        counters: ServiceCounters? = nil, pollInterval: Duration = CredentialStore.tokenFilePollInterval,
         execBackoff: (initial: Double, maximum: Double) = (1, 60)
     ) throws(CredentialError) {
+        self.counters = counters
+        self.logger = logger
         var impersonation = HTTPHeaders()
         if let user = credentials.impersonateUser {
             impersonation.add(name: "Impersonate-User", value: user)
@@ -89,19 +100,29 @@ public final class CredentialStore: Sendable {
         self.tokenFile = tokenFile
         var initial = template
         if let tokenFile {
-            // The file's token wins over an inline one once read (client-go).
-            initial.authorization = "Bearer " + (try Self.readToken(tokenFile))
+            // The file's token wins over an inline one once read (client-go); without either, nothing is sent.
+            do throws(CredentialError) {
+                initial.authorization = "Bearer " + (try Self.readToken(tokenFile))
+            } catch {
+                if initial.authorization == nil { initial.unavailable = error.description }
+                logger?.error("\(error.description); re-reading it every \(pollInterval)")
+            }
         }
-        var first: ExecCredentialResult?
+        var first: Result<ExecCredentialResult, CredentialError>?
         if let execRunner {
             do throws(CredentialError) {
-                first = try execRunner()
+                let result = try execRunner()
+                first = .success(result)
+                initial.authorization = result.token.map { "Bearer " + $0 }
+                initial.expiration = result.expiration
             } catch {
-                throw CredentialError("getting credentials: \(error.description)")
+                first = .failure(error)
+                initial.authorization = nil
+                initial.unavailable = "getting credentials: \(error.description)"
+                logger?.error("getting credentials: \(error.description); retrying with a back-off")
             }
-            initial.authorization = first?.token.map { "Bearer " + $0 }
             initial.pluginGeneration = 1
-            initial.expiration = first?.expiration
+            counters?.credentialRefreshed(.execPlugin, succeeded: initial.unavailable == nil)
         }
         state = Mutex(initial)
         interval = pollInterval
@@ -143,6 +164,43 @@ public final class CredentialStore: Sendable {
             snapshot.authorization = result.token.map { "Bearer " + $0 }
             snapshot.pluginGeneration = generation
             snapshot.expiration = result.expiration
+            snapshot.unavailable = nil
+            snapshot.revision += 1
+        }
+    }
+
+    /// A plugin run failed (called by `ExecRefresher`): while there never was a credential, the reason shown to
+    /// clients becomes the newest one.
+    fileprivate func execFailed(_ error: CredentialError) {
+        counters?.credentialRefreshed(.execPlugin, succeeded: false)
+        state.withLock { snapshot in
+            if snapshot.unavailable != nil { snapshot.unavailable = "getting credentials: \(error.description)" }
+        }
+    }
+
+    fileprivate func execSucceeded() {
+        counters?.credentialRefreshed(.execPlugin, succeeded: true)
+    }
+
+    /// Why the credentials are known not to work right now, for `/readyz`; nil when they may.
+    public var failure: String? {
+        let snapshot = current
+        if let unavailable = snapshot.unavailable { return unavailable }
+        if let exec, snapshot.isExpired(now: Date()), let error = exec.lastError {
+            return "the exec plugin's credential expired and refreshing it fails: getting credentials: \(error)"
+        }
+        return nil
+    }
+
+    /// On request (SIGHUP with an unchanged configuration): re-reads the token file now, and runs a plugin whose
+    /// credential is missing or expired now, whatever its back-off.
+    public func retryNow() {
+        if let tokenFile { reloadTokenFile(tokenFile) }
+        guard let exec else { return }
+        let snapshot = current
+        if snapshot.unavailable != nil || snapshot.isExpired(now: Date()) {
+            exec.clearBackoff()
+            refresh(ifStillGeneration: snapshot.pluginGeneration ?? 1) {}
         }
     }
 
@@ -180,13 +238,28 @@ public final class CredentialStore: Sendable {
     /// Re-reads the token file now; returns whether the token changed.
     @discardableResult
     func reloadTokenFile(_ path: String) -> Bool {
-        guard let token = try? Self.readToken(path) else { return false }
-        let value = "Bearer " + token
-        return state.withLock { snapshot in
-            guard snapshot.authorization != value else { return false }
-            snapshot.authorization = value
-            return true
+        let token: String
+        do throws(CredentialError) {
+            token = try Self.readToken(path)
+        } catch {
+            counters?.credentialRefreshed(.tokenFile, succeeded: false)
+            state.withLock { snapshot in
+                if snapshot.unavailable != nil { snapshot.unavailable = error.description }
+            }
+            return false
         }
+        let value = "Bearer " + token
+        let (changed, recovered) = state.withLock { snapshot -> (Bool, Bool) in
+            guard snapshot.authorization != value || snapshot.unavailable != nil else { return (false, false) }
+            let recovered = snapshot.unavailable != nil
+            snapshot.authorization = value
+            snapshot.unavailable = nil
+            snapshot.revision += 1
+            return (true, recovered)
+        }
+        if changed { counters?.credentialRefreshed(.tokenFile, succeeded: true) }
+        if recovered { logger?.notice("token file \(path) can be read again: requests carry its token") }
+        return changed
     }
 
     /// client-go's escaping of an `Impersonate-Extra-` key: every byte that is not an RFC 9110 token character,
@@ -256,6 +329,9 @@ private final class ExecRefresher: Sendable {
         var stopped = false
         var runs = 1
         var identityHandler: (@Sendable ([UInt8], [UInt8]) -> Void)?
+        /// False until a run succeeded: failed runs are then retried on a schedule, not only on demand.
+        var hasCredential = true
+        var lastError: String?
     }
 
     let run: @Sendable () throws(CredentialError) -> ExecCredentialResult
@@ -264,29 +340,52 @@ private final class ExecRefresher: Sendable {
     let backoff: (initial: Double, maximum: Double)
 
     init(
-        run: @escaping @Sendable () throws(CredentialError) -> ExecCredentialResult, first: ExecCredentialResult,
-        logger: Logger?, backoff: (initial: Double, maximum: Double)
+        run: @escaping @Sendable () throws(CredentialError) -> ExecCredentialResult,
+        first: Result<ExecCredentialResult, CredentialError>, logger: Logger?,
+        backoff: (initial: Double, maximum: Double)
     ) {
         self.run = run
         self.logger = logger
         self.backoff = backoff
         var s = State()
-        s.expiration = first.expiration
-        if let cert = first.clientCertificatePEM, let key = first.clientKeyPEM { s.identity = (cert, key) }
+        switch first {
+        case .success(let result):
+            s.expiration = result.expiration
+            if let cert = result.clientCertificatePEM, let key = result.clientKeyPEM { s.identity = (cert, key) }
+        case .failure(let error):
+            // No credential yet: the first retry comes after the initial back-off, and on schedule after that.
+            s.hasCredential = false
+            s.failures = 1
+            s.lastError = error.description
+            s.quietUntil = DispatchTime.now().uptimeNanoseconds + UInt64(backoff.initial * 1e9)
+        }
         state = Mutex(s)
     }
 
     var identity: (certificate: [UInt8], key: [UInt8])? { state.withLock { $0.identity } }
     var runs: Int { state.withLock { $0.runs } }
+    /// The error of the last run if it failed.
+    var lastError: String? { state.withLock { $0.lastError } }
+
+    /// Lets the next refresh run at once (an operator asked for it).
+    func clearBackoff() {
+        state.withLock { $0.quietUntil = 0 }
+    }
 
     func setIdentityHandler(_ handler: @escaping @Sendable ([UInt8], [UInt8]) -> Void) {
         state.withLock { $0.identityHandler = handler }
     }
 
     func start(store: CredentialStore) {
-        let (generation, expiration) = state.withLock { s in
+        let (generation, expiration, hasCredential) = state.withLock { s in
             s.started = true
-            return (s.generation, s.expiration)
+            return (s.generation, s.expiration, s.hasCredential)
+        }
+        if !hasCredential {
+            after(seconds: backoff.initial) { [weak store] in
+                store?.refresh(ifStillGeneration: generation) {}
+            }
+            return
         }
         scheduleExpiryRefresh(generation: generation, expiration: expiration, store: store)
     }
@@ -349,6 +448,8 @@ private final class ExecRefresher: Sendable {
             case .success(let result):
                 s.failures = 0
                 s.quietUntil = 0
+                s.hasCredential = true
+                s.lastError = nil
                 s.generation += 1
                 s.expiration = result.expiration
                 store.install(result, generation: s.generation)
@@ -361,20 +462,28 @@ private final class ExecRefresher: Sendable {
                     }
                 }
                 return (waiters, s.generation, s.started ? result.expiration : nil, nil)
-            case .failure:
+            case .failure(let error):
                 s.failures += 1
+                s.lastError = error.description
                 let backoff = min(self.backoff.maximum, self.backoff.initial * Double(1 << min(s.failures - 1, 30)))
                 s.quietUntil = DispatchTime.now().uptimeNanoseconds + UInt64(backoff * 1e9)
-                return (waiters, s.generation, nil, s.expiration != nil && s.started ? backoff : nil)
+                let retry = (s.expiration != nil || !s.hasCredential) && s.started
+                return (waiters, s.generation, nil, retry ? backoff : nil)
             }
         }
         switch outcome {
         case .success(let result):
+            store.execSucceeded()
             logger?.info("exec plugin returned new credentials\(result.expiration.map { " (expire \($0))" } ?? "")")
             if let identityChange, let newIdentity { identityChange(newIdentity.0, newIdentity.1) }
             scheduleExpiryRefresh(generation: generation, expiration: expiration, store: store)
         case .failure(let error):
-            logger?.error("refreshing credentials: \(error.description); keeping the last credential")
+            store.execFailed(error)
+            if store.current.unavailable != nil {
+                logger?.error("getting credentials: \(error.description); no credential yet, retrying with a back-off")
+            } else {
+                logger?.error("refreshing credentials: \(error.description); keeping the last credential")
+            }
             if let retryAfter {
                 after(seconds: retryAfter) { [weak store] in
                     store?.refresh(ifStillGeneration: generation) {}

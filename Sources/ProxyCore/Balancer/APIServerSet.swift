@@ -165,6 +165,16 @@ final class APIServerSet: Sendable {
         }
     }
 
+    /// Each server, in order, with the balancer's verdict and why it is unhealthy: for `/readyz` and `/metrics`.
+    func healthReport() -> [(server: APIServer, healthy: Bool, reason: String?)] {
+        state.withLock { state in
+            state.servers.map { server in
+                let health = state.health[server.id]
+                return (server, health?.isHealthy ?? false, health?.reason)
+            }
+        }
+    }
+
     /// Why no server could take a request, for the 503 after the wait.
     func unreachableSummary() -> String {
         let reasons = state.withLock { state in

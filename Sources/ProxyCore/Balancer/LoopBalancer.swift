@@ -18,16 +18,21 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     let index: Int
     let servers: APIServerSet
     private let makePool: (APIServer) -> UpstreamPool
+    /// The loop's counters: each slot counts into its server's `ServerCounters`.
+    private let metrics: LoopMetrics
 
     final class Slot {
         let server: APIServer
         let pool: UpstreamPool
         var healthy: Bool
+        /// This server's counters on this loop (`proxyd_apiserver_*`).
+        let counters: ServerCounters
 
-        init(server: APIServer, pool: UpstreamPool, healthy: Bool) {
+        init(server: APIServer, pool: UpstreamPool, healthy: Bool, counters: ServerCounters) {
             self.server = server
             self.pool = pool
             self.healthy = healthy
+            self.counters = counters
         }
     }
 
@@ -47,12 +52,18 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     private var waitTimer: LoopTimer?
     private var reportedWaiting = false
     private var shuttingDown = false
+    /// The configuration version was replaced (`retire`): nothing waits for a server any more.
+    private var retired = false
 
     /// - Parameter makePool: builds this loop's pool for a server (its observer is set here).
-    init(loop: EventLoop, index: Int, servers: APIServerSet, makePool: @escaping (APIServer) -> UpstreamPool) {
+    init(
+        loop: EventLoop, index: Int, servers: APIServerSet, metrics: LoopMetrics,
+        makePool: @escaping (APIServer) -> UpstreamPool
+    ) {
         self.loop = loop
         self.index = index
         self.servers = servers
+        self.metrics = metrics
         self.makePool = makePool
         apply(servers.snapshot)
     }
@@ -71,15 +82,24 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     private func route(_ stream: UpstreamStream, avoiding: Int?) {
         guard case .waiting = stream.state else { return }  // cancelled meanwhile
         if shuttingDown {
-            stream.fail(.unavailable("proxyd is shutting down"), at: .final)
+            Self.failUnsent(stream, .unavailable("proxyd is shutting down"))
             return
         }
         if let slot = choose(avoiding: avoiding) {
             stream.serverID = slot.server.id
+            slot.counters.values.requests += 1
             slot.pool.enqueue(stream)
+        } else if retired {
+            Self.failUnsent(stream, .unavailable(servers.unreachableSummary()))
         } else {
             wait(.stream(stream))
         }
+    }
+
+    /// Fails a stream that is not at any server now (its last server's failure was counted when it came back).
+    private static func failUnsent(_ stream: UpstreamStream, _ failure: UpstreamFailure) {
+        stream.rerouter = nil
+        stream.fail(failure, at: .final)
     }
 
     /// The healthy server with the fewest open streams (ties round-robin), preferring any but `avoiding`.
@@ -99,6 +119,7 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     }
 
     func reroute(_ stream: UpstreamStream, after failure: UpstreamFailure, at point: UpstreamFailurePoint) -> Bool {
+        slot(id: stream.serverID)?.counters.values.failures += 1
         guard !shuttingDown,
             ResendRule.allows(
                 method: stream.request.method, point: point, replayable: stream.isReplayable, resends: stream.resends,
@@ -156,7 +177,7 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
             switch waiter {
             case .stream(let stream):
                 guard case .waiting = stream.state else { continue }
-                stream.fail(failure, at: .final)
+                Self.failUnsent(stream, failure)
             case .tunnel(let body):
                 body(.failure(failure))
             }
@@ -171,7 +192,10 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
             case .stream(let stream):
                 route(stream, avoiding: nil)
             case .tunnel(let body):
-                if let slot = choose(avoiding: nil) { body(.success(slot.server)) }
+                if let slot = choose(avoiding: nil) {
+                    slot.counters.values.requests += 1
+                    body(.success(slot.server))
+                }
             }
         }
         waitersChanged()
@@ -198,7 +222,10 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
         if shuttingDown {
             body(.failure(.unavailable("proxyd is shutting down")))
         } else if let slot = choose(avoiding: avoiding) {
+            slot.counters.values.requests += 1
             body(.success(slot.server))
+        } else if retired {
+            body(.failure(.unavailable(servers.unreachableSummary())))
         } else {
             wait(.tunnel(body))
         }
@@ -207,8 +234,9 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     /// How an upgrade tunnel's connection to a server went (tunnels have their own connections, outside the
     /// pools, but their outcome is evidence all the same).
     func tunnelConnection(to serverID: Int, failed failure: UpstreamFailure?) {
-        guard let slot = slots.first(where: { $0.server.id == serverID }) else { return }
+        guard let slot = slot(id: serverID) else { return }
         if let failure {
+            slot.counters.values.failures += 1
             report(slot, .failed("cannot connect: \(failure)"))
         } else if !slot.healthy {
             report(slot, .connected)
@@ -232,7 +260,9 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
             } else {
                 let pool = makePool(server)
                 pool.observer = self
-                updated.append(Slot(server: server, pool: pool, healthy: healthy))
+                let counters = metrics.counters(forServer: server.url)
+                pool.serverCounters = counters
+                updated.append(Slot(server: server, pool: pool, healthy: healthy, counters: counters))
             }
         }
         slots = updated
@@ -245,11 +275,17 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     }
 
     private func report(_ slot: Slot, _ evidence: HealthEvidence) {
+        // A replaced configuration's connections only finish their work; the new server set judges for itself.
+        guard !retired else { return }
         if let snapshot = servers.report(slot.server.id, evidence) { apply(snapshot) }
     }
 
     private func slot(for pool: UpstreamPool) -> Slot? {
         slots.first { $0.pool === pool }
+    }
+
+    private func slot(id: Int) -> Slot? {
+        slots.first { $0.server.id == id }
     }
 
     func poolDidConnect(_ pool: UpstreamPool) {
@@ -274,7 +310,7 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
 
     /// The coordinator's probe of an unhealthy server: a new connection, or with active checks `/readyz`.
     func probe(serverID: Int, readyz: Bool) {
-        guard let slot = slots.first(where: { $0.server.id == serverID }) else { return }
+        guard let slot = slot(id: serverID) else { return }
         if readyz {
             checkReadyz(serverID: serverID)
         } else {
@@ -284,7 +320,7 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
 
     /// `GET /readyz` on a server (bypassing the choice: it asks this server), reporting the outcome.
     func checkReadyz(serverID: Int) {
-        guard !shuttingDown, let slot = slots.first(where: { $0.server.id == serverID }) else { return }
+        guard !shuttingDown, let slot = slot(id: serverID) else { return }
         let interval = servers.configuration.readyzInterval ?? .seconds(10)
         ReadyzCheck(balancer: self, slot: slot, timeout: min(max(interval, .seconds(1)), .seconds(10))).start()
     }
@@ -303,11 +339,54 @@ final class LoopBalancer: UpstreamPoolObserver, UpstreamStreamRerouter {
     /// Graceful stop: waiters get 503, pools drain.
     func shutdown() {
         shuttingDown = true
+        failAllWaiters(.unavailable("proxyd is shutting down"))
+        for slot in slots { slot.pool.shutdown() }
+    }
+
+    private func failAllWaiters(_ failure: UpstreamFailure) {
         let waiters = waiting.map(\.waiter)
         waiting.removeAll()
         waitersChanged()
-        fail(waiters, .unavailable("proxyd is shutting down"))
-        for slot in slots { slot.pool.shutdown() }
+        fail(waiters, failure)
+    }
+
+    /// The configuration version was replaced (its `APIServerSet` stopped probing): requests waiting for a server
+    /// get 503 now, every pool drains (`UpstreamPool.retire`: exchanges in flight, watches included, finish on
+    /// their connections, which then close), and `onDrained` runs on the loop once all pools are empty.
+    func retire(onDrained: @escaping () -> Void) {
+        retired = true
+        failAllWaiters(.unavailable(servers.unreachableSummary()))
+        let pools = slots.map(\.pool) + leaving
+        var remaining = pools.count
+        if pools.isEmpty { onDrained() }
+        for pool in pools {
+            pool.retire {
+                remaining -= 1
+                if remaining == 0 { onDrained() }
+            }
+        }
+    }
+
+    // MARK: readiness and metrics
+
+    /// The readiness monitor's turn (on the coordinator loop, every few seconds): each healthy server's pool PINGs
+    /// an idle connection, or opens one (`UpstreamPool.probe`); a PING unanswered within `pingTimeout` closes that
+    /// connection and makes the server unhealthy, as any missed PING does. Unhealthy servers are left to their
+    /// probes (with their backoff).
+    func monitor(idle: Duration, pingTimeout: Duration) {
+        guard !shuttingDown, !retired else { return }
+        for slot in slots where slot.healthy { slot.pool.probe(idle: idle, pingTimeout: pingTimeout) }
+    }
+
+    /// Adds every pool's connections to `counts`.
+    func count(into counts: inout UpstreamConnectionCounts) {
+        for slot in slots { _ = slot.pool.count(into: &counts) }
+        for pool in leaving { _ = pool.count(into: &counts) }
+    }
+
+    /// The URLs of the servers this loop connected to at least once (this configuration version or an earlier one).
+    var answeredServers: [String] {
+        slots.filter(\.counters.answered).map(\.server.url)
     }
 }
 

@@ -32,6 +32,42 @@ enum LoopServers {
         case .balanced(let balancer): balancer.shutdown()
         }
     }
+
+    /// The configuration version was replaced: every pool drains; `onDrained` runs on the loop once all are empty.
+    func retire(onDrained: @escaping () -> Void) {
+        switch self {
+        case .single(let pool): pool.retire(onDrained: onDrained)
+        case .balanced(let balancer): balancer.retire(onDrained: onDrained)
+        }
+    }
+
+    /// The readiness monitor's turn (first loop): PING or connect to the server, or to each healthy one.
+    func probe(idle: Duration) {
+        switch self {
+        case .single(let pool): pool.probe(idle: idle)
+        case .balanced(let balancer): balancer.monitor(idle: idle, pingTimeout: HealthPolicy.monitorPingTimeout)
+        }
+    }
+
+    /// Adds the connections to `counts`; with one server, returns when it last sent an HTTP/2 frame (for
+    /// `/readyz`; 0 with several, whose readiness is the balancer's health).
+    func count(into counts: inout UpstreamConnectionCounts) -> UInt64 {
+        switch self {
+        case .single(let pool):
+            return pool.count(into: &counts)
+        case .balanced(let balancer):
+            balancer.count(into: &counts)
+            return 0
+        }
+    }
+
+    /// Several apiservers: the URLs of the servers this loop reached (for `/readyz`); empty with one.
+    var answeredServers: [String] {
+        switch self {
+        case .single: return []
+        case .balanced(let balancer): return balancer.answeredServers
+        }
+    }
 }
 
 /// An upgrade tunnel's server with several apiservers: the balancer's choice, and another one when the connection

@@ -22,7 +22,8 @@ public struct KubeconfigSelection: Sendable, Equatable {
 ///   certificate stays. Together with `username`/`password` it is an error.
 /// - `username`/`password`: replace token, token file, exec and auth-provider; each replaces its own field.
 /// - `clientCertificate`/`clientKey` (paths): each replaces both the file and the data form of its field.
-/// - `impersonateUser`, `impersonateGroups` (non-empty replaces the list), `impersonateUID`: replace their fields.
+/// - `impersonateUser`, `impersonateGroups` (non-empty replaces the list), `impersonateUID`, `impersonateExtra`
+///   (`--as-user-extra key=value`, repeatable; non-empty replaces the map): replace their fields.
 ///
 /// Relative paths are resolved against the current working directory.
 public struct KubeconfigOverrides: Sendable, Equatable {
@@ -38,12 +39,14 @@ public struct KubeconfigOverrides: Sendable, Equatable {
     public var impersonateUser: String?
     public var impersonateGroups: [String]
     public var impersonateUID: String?
+    public var impersonateExtra: [String: [String]]
 
     public init(
         server: String? = nil, token: String? = nil, certificateAuthority: String? = nil,
         clientCertificate: String? = nil, clientKey: String? = nil, tlsServerName: String? = nil,
         username: String? = nil, password: String? = nil, insecureSkipTLSVerify: Bool? = nil,
-        impersonateUser: String? = nil, impersonateGroups: [String] = [], impersonateUID: String? = nil
+        impersonateUser: String? = nil, impersonateGroups: [String] = [], impersonateUID: String? = nil,
+        impersonateExtra: [String: [String]] = [:]
     ) {
         self.server = server
         self.token = token
@@ -57,6 +60,22 @@ public struct KubeconfigOverrides: Sendable, Equatable {
         self.impersonateUser = impersonateUser
         self.impersonateGroups = impersonateGroups
         self.impersonateUID = impersonateUID
+        self.impersonateExtra = impersonateExtra
+    }
+
+    /// Parses `--as-user-extra` values (`key=value`; the value may contain `=`; repeat a key for several values).
+    /// - Throws: `ConfigError` for a value without `=` or with an empty key.
+    public static func parseUserExtra(_ values: [String]) throws(ConfigError) -> [String: [String]] {
+        var extra: [String: [String]] = [:]
+        for item in values {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                throw ConfigError(
+                    kind: .invalidValue, keyPath: "--as-user-extra",
+                    message: "invalid value \"\(item)\": want key=value")
+            }
+            extra[String(item[..<equals]), default: []].append(String(item[item.index(after: equals)...]))
+        }
+        return extra
     }
 }
 
@@ -75,6 +94,7 @@ extension KubeconfigOverrides: CustomStringConvertible, CustomDebugStringConvert
         if let impersonateUser { parts.append("impersonateUser: \(impersonateUser)") }
         if !impersonateGroups.isEmpty { parts.append("impersonateGroups: \(impersonateGroups)") }
         if let impersonateUID { parts.append("impersonateUID: \(impersonateUID)") }
+        if !impersonateExtra.isEmpty { parts.append("impersonateExtra: \(impersonateExtra.keys.sorted())") }
         return "KubeconfigOverrides(\(parts.joined(separator: ", ")))"
     }
 

@@ -36,7 +36,7 @@ struct TargetResolver {
         "insecure-skip-tls-verify": "--insecure-skip-tls-verify", "tls-server-name": "--tls-server-name",
         "token": "--token", "client-certificate": "--client-certificate", "client-key": "--client-key",
         "username": "--username", "password": "--password", "as": "--as", "as-groups": "--as-group",
-        "as-uid": "--as-uid",
+        "as-uid": "--as-uid", "as-user-extra": "--as-user-extra",
     ]
 
     private var allFiles: String? { config.files.isEmpty ? nil : config.files.joined(separator: ":") }
@@ -204,6 +204,10 @@ struct TargetResolver {
             user.impersonateUID = uid
             fromFlags.insert("as-uid")
         }
+        if !o.impersonateExtra.isEmpty {
+            user.impersonateUserExtra = o.impersonateExtra
+            fromFlags.insert("as-user-extra")
+        }
     }
 
     // MARK: Validation and result
@@ -294,7 +298,9 @@ struct TargetResolver {
         {
             let source =
                 fromFlags.contains("as-groups")
-                ? userSource("as-groups") : fromFlags.contains("as-uid") ? userSource("as-uid") : userSource("as")
+                ? userSource("as-groups")
+                : fromFlags.contains("as-uid")
+                    ? userSource("as-uid") : fromFlags.contains("as-user-extra") ? userSource("as-user-extra") : userSource("as")
             throw fail(
                 .invalidValue, source, "requesting uid, groups or user-extra without impersonating a user (as)")
         }
@@ -302,7 +308,9 @@ struct TargetResolver {
         let https = server.scheme == "https"
         var bearerToken = user.token
         if https, bearerToken == nil, let path = user.tokenFile {
-            bearerToken = try readToken(path, userSource("tokenFile"))
+            // An unreadable or empty file does not stop proxyd: the credential store reports it (requests get a
+            // 503 `Status` saying so) and re-reads the file until it holds a token.
+            bearerToken = try? readToken(path, userSource("tokenFile"))
         }
         if user.token != nil || user.tokenFile != nil || user.username != nil || user.password != nil || hasCert {
             exec = nil  // client-go's exec authenticator steps aside when other credentials are configured.

@@ -106,10 +106,12 @@ public final class EventLoopGroup: @unchecked Sendable {
     public let loops: [EventLoop]
     private let counter = Atomic<Int>(0)
 
-    /// - Parameter count: number of loops (at least 1); typically one per core.
-    public init(count: Int) {
+    /// - Parameters:
+    ///   - count: number of loops (at least 1); typically one per core.
+    ///   - label: the loops' queue labels are `label.0`, `label.1`, …
+    public init(count: Int, label: String = "proxyd.loop") {
         precondition(count > 0, "EventLoopGroup needs at least one loop")
-        loops = (0..<count).map { EventLoop(label: "proxyd.loop.\($0)") }
+        loops = (0..<count).map { EventLoop(label: "\(label).\($0)") }
     }
 
     /// The next loop, round-robin.

@@ -149,6 +149,54 @@ enum Posix {
         return nil
     }
 
+    /// The number of entries in a directory, `.` and `..` excluded (`/proc/self/fd` for the open descriptors).
+    static func directoryEntryCount(atPath path: String) -> Int? {
+        guard let dir = Glibc.opendir(path) else { return nil }
+        defer { Glibc.closedir(dir) }
+        var count = 0
+        while let entry = Glibc.readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { count += 1 }
+        }
+        return count
+    }
+
+    /// The soft and hard `RLIMIT_NOFILE`.
+    static func openFileLimit() -> (soft: UInt64, hard: UInt64)? {
+        var limit = rlimit()
+        guard Glibc.getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
+    }
+
+    // MARK: inotify
+
+    /// A non-blocking, close-on-exec inotify descriptor (the caller owns it).
+    static func inotifyInit() throws(IOError) -> Int32 {
+        try syscallValue("inotify_init1") { Glibc.inotify_init1(O_NONBLOCK | O_CLOEXEC) }
+    }
+
+    /// Watches `path` (a directory) for entries created, written, moved, renamed or deleted.
+    static func inotifyWatchDirectory(fd: Int32, path: String) throws(IOError) {
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB)
+            | UInt32(IN_ONLYDIR)
+        _ = try syscallValue("inotify_add_watch") { Glibc.inotify_add_watch(fd, path, mask) }
+    }
+
+    /// Reads and discards everything readable on a non-blocking descriptor; returns how many bytes it was.
+    static func drain(fd: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var total = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                total += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            return total
+        }
+    }
+
     // MARK: lifecycle
 
     @inline(never)

@@ -193,6 +193,7 @@ final class ClientConnection: StreamConnectionDelegate {
     }
 
     private func respondToParseError(_ error: HTTP1Error) {
+        context.metrics.values.malformedRequests[error.status, default: 0] += 1
         context.shared.logger.info(
             "rejecting malformed request",
             metadata: [LogKeys.connectionID: "\(id)", "status": "\(error.status)", "reason": "\(error.reason)"])
@@ -437,6 +438,7 @@ final class ClientConnection: StreamConnectionDelegate {
         guard current == nil else { return }
         if timerKind == .header {
             // RFC 9110 §15.5.9: the client did not finish its request head in time.
+            context.metrics.values.malformedRequests[408, default: 0] += 1
             writeLocal(.badRequest(status: 408, reason: "Request Timeout"), headOnly: false, keepAlive: false,
                        version: .http1_1)
             finishAfterFlush()

@@ -58,6 +58,12 @@ struct LocalResponse: Sendable, Equatable {
         }
     }
 
+    /// No credential could be obtained yet (an exec plugin or token file failing since start-up): 503, with the
+    /// reason, which never contains a secret (a plugin's error, the token file's read error).
+    static func credentialsUnavailable(_ reason: String) -> LocalResponse {
+        .status(503, reason: "ServiceUnavailable", message: "proxyd: no credentials for the apiserver: \(reason)")
+    }
+
     /// A 4xx for a request proxyd could not parse; the connection is closed afterwards.
     static func badRequest(status: Int, reason: String) -> LocalResponse {
         LocalResponse(

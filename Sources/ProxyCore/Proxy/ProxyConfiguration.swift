@@ -44,6 +44,12 @@ public struct ProxyConfiguration: Sendable {
     public var clientTimeouts = ClientTimeouts()
     /// Several apiservers: `--failover-server`, `--discover-apiservers` and their tuning (docs/failover.md).
     public var failover = FailoverConfiguration()
+    /// How to load `upstream` again on SIGHUP or a kubeconfig change; nil: the upstream never changes.
+    public var upstreamSource: UpstreamSource?
+    /// Whether the kubeconfig files of `upstreamSource` are watched (a change reloads, like SIGHUP).
+    public var watchConfigurationFiles = true
+    /// `--logging-format`: the access log's shape (the log handler itself is the executable's choice).
+    public var logFormat = LogFormat.text
 
     public init(
         listen: Listen = .tcp(address: "127.0.0.1", port: 8001),
@@ -68,6 +74,14 @@ public struct ProxyConfiguration: Sendable {
     public static var defaultLoopCount: Int {
         Posix.availableProcessorCount()
     }
+}
+
+/// `--logging-format`, as the Kubernetes components spell it.
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// swift-log's stream format, one line per message (the default, unchanged).
+    case text
+    /// One JSON object per line: `ts`, `level`, `msg` and the message's fields.
+    case json
 }
 
 /// After `readIdle` without a frame from the apiserver, an upstream HTTP/2 connection sends a PING; without an

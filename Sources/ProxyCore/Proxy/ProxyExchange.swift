@@ -48,6 +48,13 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var heldPaused = false
     /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
     private var replayWhenBodyEnds = false
+    /// The configuration version current when the request started, with this loop's pool for it: the request
+    /// uses them to its end, whatever reloads happen meanwhile.
+    private let upstream: LoopUpstream
+    private var kind = RequestKind.regular
+    /// The revision of the configured credentials the request was sent with (nil: the client's own
+    /// `Authorization`, or not sent upstream).
+    private var credentialRevision: UInt64?
     /// The service or pod of a request on its own host (`*.svc.localhost`): its responses are rewritten to stay there.
     private var proxyTarget: ProxyTarget?
     /// Gathering the service index page.
@@ -57,9 +64,13 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.connection = connection
         self.head = head
         keepAlive = head.keepAlive
+        upstream = connection.context.current
+        connection.context.metrics.requestStarted()
     }
 
     private var shared: SharedProxyState { connection.context.shared }
+    private var version: ConfigurationVersion { upstream.version }
+    private var metrics: LoopMetrics { connection.context.metrics }
 
     private var isHead: Bool { head.method == "HEAD" }
 
@@ -82,7 +93,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         if target.host != nil, let hostHeader, case .invalid(let reason) = hosts.hostClass(hostHeader) {
             hostClass = .invalid(reason)  // RFC 9112 §3.2: an invalid Host is refused even when the target overrides it
         }
-        switch shared.requestRouter.route(method: head.method, target: target, host: hostClass, headers: head.headers) {
+        switch version.requestRouter.route(method: head.method, target: target, host: hostClass, headers: head.headers) {
         case .invalidHost(let reason):
             keepAlive = false
             shared.logger.info("rejecting request with invalid Host", metadata: [LogKeys.connectionID: "\(connection.id)", "reason": "\(reason)"])
@@ -90,7 +101,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         case .methodNotAllowed(let method):
             respondLocally(.methodNotAllowed(method))
         case .staticFile(let path):
-            let files = shared.requestRouter.staticFiles
+            let files = version.requestRouter.staticFiles
             respondLocally(files?.respond(path: path, rawQuery: target.rawQuery, method: head.method, headers: head.headers) ?? .notFound)
         case .badRequest(let why):
             respondLocally(.badRequest(status: 400, reason: "Bad Request: \(why)"))
@@ -105,7 +116,9 @@ final class ProxyExchange: UpstreamResponseHandler {
             guard passesFilter(path: filterPath, host: host, hostClass: hostClass) else { return }
             self.proxyTarget = proxyTarget
             upstreamPath = upstreamTarget
-            if head.isUpgrade {
+            kind = RequestKind.classify(target: upstreamTarget, isUpgrade: head.isUpgrade)
+            if kind == .watch { metrics.values.watches += 1 }
+            if kind == .upgrade {
                 startUpgrade(upstreamTarget: upstreamTarget)
             } else {
                 forward(upstreamTarget: upstreamTarget)
@@ -129,10 +142,12 @@ final class ProxyExchange: UpstreamResponseHandler {
         case (.accept, .trusted(let from)):
             shared.logger.info("Filter accepting \(head.method) \(path) \(host) from \(from) (--accept-origins)")
         case (.reject(.origin), .refused(_, let message)):
+            metrics.values.filterRejections[FilterRule.origin.metricIndex] += 1
             shared.logger.info("Filter rejecting \(head.method) \(path) \(host): \(message)")
             respondLocally(.crossOriginRefused(message))
             return false
-        case (.reject, _):
+        case (.reject(let rule), _):
+            metrics.values.filterRejections[rule.metricIndex] += 1
             shared.logger.info("Filter rejecting \(head.method) \(path) \(host)")
             respondLocally(.forbidden)
             return false
@@ -147,9 +162,11 @@ final class ProxyExchange: UpstreamResponseHandler {
     private func startServiceIndex(hostClass: HostClass) {
         var port: String?
         if case .ordinary(let authority) = hostClass, let p = authority.port, !p.isEmpty { port = String(p) }
-        let identity = ServiceIndexIdentity(target: shared.target)
-        let pathPrefix = shared.locationRewriter.publicPrefix
-        let loader = ServiceIndexLoader(context: connection.context, clientIP: connection.peer.ipString) { [weak self] index in
+        let identity = ServiceIndexIdentity(target: version.target)
+        let pathPrefix = version.locationRewriter.publicPrefix
+        let loader = ServiceIndexLoader(
+            upstream: upstream, loop: connection.context.loop, clientIP: connection.peer.ipString
+        ) { [weak self] index in
             guard let self, !self.finished else { return }
             self.serviceIndexLoader = nil
             let page = ServiceIndexPage(identity: identity, index: index, proxyPort: port, pathPrefix: pathPrefix)
@@ -165,16 +182,21 @@ final class ProxyExchange: UpstreamResponseHandler {
         if head.expectsContinue && hasBody {
             connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
-        let store = shared.credentials
+        let store = version.credentials
         let credentials = store.current
+        if credentials.unavailable != nil, credentials.pluginGeneration == nil, usesConfiguredAuthorization {
+            respondLocally(.credentialsUnavailable(credentials.unavailable ?? ""))
+            return
+        }
         if let generation = credentials.pluginGeneration, usesConfiguredAuthorization {
             if case .contentLength(let length) = head.bodyFraming, length > Self.replayLimit {
                 // Too large to replay: no copy.
             } else if hasBody {
                 replayBody = []
             }
-            if credentials.isExpired(now: Date()) {
-                // client-go runs the plugin before using an expired credential; so does proxyd, off the loop.
+            if credentials.isExpired(now: Date()) || credentials.unavailable != nil {
+                // client-go runs the plugin before using an expired credential; so does proxyd, off the loop. A
+                // plugin that never worked yet runs again too, unless it is in its back-off.
                 awaitCredential(generation: generation)
                 return
             }
@@ -187,12 +209,18 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     /// Starts the upstream exchange with `credentials`, then hands over any body held meanwhile.
     private func send(credentials: CredentialSnapshot) {
-        pluginGeneration = usesConfiguredAuthorization ? credentials.pluginGeneration : nil
+        if let unavailable = credentials.unavailable, usesConfiguredAuthorization {
+            respondLocally(.credentialsUnavailable(unavailable))
+            return
+        }
+        let configured = usesConfiguredAuthorization
+        pluginGeneration = configured ? credentials.pluginGeneration : nil
+        credentialRevision = configured ? credentials.revision : nil
         let headers = HeaderRewriter.upstreamRequestHeaders(
             head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: false)
         let request = UpstreamRequest(
             method: head.method, target: upstreamPath, headers: headers, hasBody: head.hasBody)
-        let stream = connection.context.servers.start(request, handler: self)
+        let stream = upstream.servers.start(request, handler: self)
         self.stream = stream
         guard !heldBody.isEmpty || (head.hasBody && requestComplete) else { return }
         for chunk in heldBody { stream.sendBody(chunk) }
@@ -213,28 +241,33 @@ final class ProxyExchange: UpstreamResponseHandler {
         awaitingCredential = true
         let box = LoopBound(self)
         let loop = connection.context.loop
-        shared.credentials.refresh(ifStillGeneration: generation) {
+        version.credentials.refresh(ifStillGeneration: generation) {
             loop.execute {
                 let exchange = box.value
                 exchange.awaitingCredential = false
                 guard !exchange.finished else { return }
-                exchange.send(credentials: exchange.shared.credentials.current)
+                exchange.send(credentials: exchange.version.credentials.current)
             }
         }
     }
 
     /// Exec, attach, port-forward: a dedicated HTTP/1.1 connection that becomes a byte tunnel after `101`.
     private func startUpgrade(upstreamTarget: String) {
+        let credentials = version.credentials.current
+        if let unavailable = credentials.unavailable, usesConfiguredAuthorization {
+            respondLocally(.credentialsUnavailable(unavailable))
+            return
+        }
         let headers = HeaderRewriter.upstreamRequestHeaders(
-            head.headers, clientIP: connection.peer.ipString, credentials: shared.credentials.current,
-            isUpgrade: true)
-        var wire = HTTPHeaders([("Host", shared.target.authority)])
+            head.headers, clientIP: connection.peer.ipString, credentials: credentials, isUpgrade: true)
+        var wire = HTTPHeaders([("Host", version.target.authority)])
         for field in headers.fields { wire.add(name: field.name, value: field.value) }
         let requestHead = HTTP1Serializer.requestHead(method: head.method, target: upstreamTarget, headers: wire)
-        let tlsContext = shared.target.scheme == "https" ? shared.upgradeTLSContext.withLock { $0 } : nil
+        let tlsContext = version.target.scheme == "https" ? version.upgradeTLSContext : nil
         let tunnel = UpgradeTunnel(
-            connection: connection, target: shared.target, tlsContext: tlsContext, method: head.method,
-            head: requestHead, early: connection.takeTunnelBytes(), route: connection.context.servers.tunnelRoute()
+            connection: connection, target: version.target, tlsContext: tlsContext, proxy: version.proxy,
+            method: head.method, head: requestHead, early: connection.takeTunnelBytes(),
+            route: upstream.servers.tunnelRoute()
         ) { [weak self] status in
             self?.responseStatus = status
         }
@@ -254,6 +287,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     // MARK: request body from the client
 
     func clientSentBody(_ bytes: [UInt8]) {
+        metrics.values.requestBodyBytes += bytes.count
         guard !discardBody else { return }
         if replayBody != nil {
             replayBytes += bytes.count
@@ -320,14 +354,14 @@ final class ProxyExchange: UpstreamResponseHandler {
             }
             // Not replayable: relay the 401; the next request gets the refreshed credential (client-go).
             shared.logger.info("\(head.method) \(upstreamPath): 401 with the exec plugin's credential; refreshing it")
-            shared.credentials.refresh(ifStillGeneration: generation) {}
+            version.credentials.refresh(ifStillGeneration: generation) {}
         }
         responseStarted = true
         responseStatus = status
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
         if let proxyTarget {
-            TargetResponseRewriter(target: proxyTarget, locations: shared.locationRewriter).rewrite(&headers)
-        } else if let location = headers.first("location"), let local = shared.locationRewriter.rewrite(location) {
+            TargetResponseRewriter(target: proxyTarget, locations: version.locationRewriter).rewrite(&headers)
+        } else if let location = headers.first("location"), let local = version.locationRewriter.rewrite(location) {
             headers.replaceOrAdd(name: "Location", value: local)
         }
         let bodyless = isHead || status == 204 || status == 304 || (100..<200).contains(status)
@@ -373,6 +407,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         } else {
             connection.write(bytes)
         }
+        metrics.values.responseBodyBytes += count
         unconsumed += count
         if connection.bufferedWriteBytes <= Self.clientLowWater {
             stream.consumed(unconsumed)
@@ -428,6 +463,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     private func respondLocally(_ response: LocalResponse) {
         responseStatus = response.status
         responseBytes = response.body.count
+        if !isHead { metrics.values.responseBodyBytes += response.body.count }
         if !requestComplete && !head.hasBody { requestComplete = true }
         if response.status >= 400 && !requestComplete {
             // Don't wait for a body nobody will read: answer and close.
@@ -490,11 +526,30 @@ final class ProxyExchange: UpstreamResponseHandler {
         logAccess(cancelled: true)
     }
 
+    /// The exchange ended (exactly once): count it, note what the answer says about the credentials, and write the
+    /// access-log line.
     private func logAccess(cancelled: Bool = false) {
-        let micros = (DispatchTime.now().uptimeNanoseconds - startTime.uptimeNanoseconds) / 1000
-        shared.metrics.record(status: responseStatus, bytes: responseBytes, micros: micros, cancelled: cancelled)
+        let now = DispatchTime.now().uptimeNanoseconds
+        let nanos = now - startTime.uptimeNanoseconds
+        let timed = !cancelled && kind == .regular && responseStatus != 0
+        metrics.requestEnded(method: MethodLabel.index(head.method), status: responseStatus, nanos: nanos, timed: timed)
+        if kind == .watch { metrics.values.watches -= 1 }
+        if let credentialRevision, responseStarted, upstream === connection.context.current {
+            metrics.health.recordAuth(status: responseStatus, revision: credentialRevision, now: now)
+        }
         guard shared.accessLog else { return }
+        let micros = nanos / 1000
         let status = cancelled ? "cancelled" : String(responseStatus)
+        if shared.logFormat == .json {
+            shared.logger.info(
+                "request",
+                metadata: [
+                    LogKeys.connectionID: "\(connection.id)", "client": "\(connection.peer)", "method": "\(head.method)",
+                    "target": "\(head.target)", "status": cancelled ? "cancelled" : .stringConvertible(responseStatus),
+                    "bytes": .stringConvertible(responseBytes), "duration_us": .stringConvertible(micros),
+                ])
+            return
+        }
         shared.logger.info(
             "\(connection.peer) \"\(head.method) \(head.target)\" \(status) \(responseBytes) \(micros)us",
             metadata: [LogKeys.connectionID: "\(connection.id)"])

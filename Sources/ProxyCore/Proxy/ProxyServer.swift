@@ -3,62 +3,62 @@ public import FoundationEssentials
 public import Logging
 import Synchronization
 
-/// Read-mostly state every loop shares: immutable configuration plus the credential store (swapped atomically).
+/// What every loop shares and never changes while proxyd runs: the flags (filters, prefixes, static files, limits).
+/// What a reload may change lives in `ConfigurationVersion`.
 final class SharedProxyState: Sendable {
-    let router: PathRouter
     let filter: RequestFilter?
-    let credentials: CredentialStore
     let logger: Logger
-    let metrics: ProxyMetrics
     let accessLog: Bool
+    let logFormat: LogFormat
     let limits: HTTP1Limits
-    let tlsContext: Mutex<TLSContext?>
-    /// Same identity, ALPN `http/1.1` only: for protocol upgrades, which cannot ride HTTP/2.
-    let upgradeTLSContext: Mutex<TLSContext?>
-    let target: UpstreamTarget
-    let locationRewriter: LocationRewriter
+    /// `--api-prefix`, with a leading and trailing slash.
+    let apiPrefix: String
     let staticFiles: StaticFiles?
-    /// Decides each request's target from its Host and path (Routing/).
-    let requestRouter: RequestRouter
     /// `--keepalive` for upgrade connections.
     let upgradeKeepAlive: Duration?
     let http2HealthCheck: HTTP2HealthCheck
-    /// The cluster's `proxy-url`, for every upstream connection (pooled and upgrades).
-    let proxy: UpstreamProxy?
     /// Who may connect, how many at once, for how long; `--read-only`.
     let policy: ConnectionPolicy
 
-    init(router: PathRouter, filter: RequestFilter?, credentials: CredentialStore, logger: Logger,
-         metrics: ProxyMetrics, accessLog: Bool, tlsContext: TLSContext?, upgradeTLSContext: TLSContext?,
-         target: UpstreamTarget, staticFiles: StaticFiles?, upgradeKeepAlive: Duration?,
-         http2HealthCheck: HTTP2HealthCheck, proxy: UpstreamProxy?, policy: ConnectionPolicy) {
-        self.router = router
-        self.filter = filter
-        self.credentials = credentials
+    init(configuration: ProxyConfiguration, logger: Logger) {
+        filter = configuration.filter
         self.logger = logger
-        self.metrics = metrics
-        self.accessLog = accessLog
-        self.limits = HTTP1Limits()
-        self.tlsContext = Mutex(tlsContext)
-        self.upgradeTLSContext = Mutex(upgradeTLSContext)
-        self.target = target
-        locationRewriter = LocationRewriter(target: target, router: router)
-        self.staticFiles = staticFiles
-        requestRouter = RequestRouter(paths: router, staticFiles: staticFiles)
-        self.upgradeKeepAlive = upgradeKeepAlive
-        self.http2HealthCheck = http2HealthCheck
-        self.proxy = proxy
-        self.policy = policy
+        accessLog = configuration.accessLog
+        logFormat = configuration.logFormat
+        limits = HTTP1Limits()
+        apiPrefix = PathRouter(apiPrefix: configuration.apiPrefix).apiPrefix
+        staticFiles = configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) }
+        upgradeKeepAlive = configuration.upgradeKeepAlive
+        http2HealthCheck = configuration.http2HealthCheck
+        policy = ConnectionPolicy(configuration: configuration)
     }
 }
 
-/// What one event loop owns: its upstream pool (or balancer) and its client connections. Touched only on `loop`.
+/// A configuration version as one loop uses it: the version, and this loop's way to its apiservers (one pool, or a
+/// balancer with a pool per server), with connections made with it. Requests capture it when they start
+/// (`ProxyExchange.upstream`).
+final class LoopUpstream {
+    let version: ConfigurationVersion
+    let servers: LoopServers
+
+    init(version: ConfigurationVersion, servers: LoopServers) {
+        self.version = version
+        self.servers = servers
+    }
+}
+
+/// What one event loop owns: its upstream pools (one set per configuration version still in use), its client
+/// connections and its counters. Touched only on `loop`.
 final class LoopContext: @unchecked Sendable {
     let loop: EventLoop
     let shared: SharedProxyState
-    let servers: LoopServers
     /// The filter's verdicts memoized for this loop (`nil` with `--disable-filter`).
     let filterCache: RequestFilterCache?
+    let metrics = LoopMetrics()
+    /// The configuration version new requests use.
+    private(set) var current: LoopUpstream
+    /// Replaced versions whose pools still carry requests (watches, downloads); dropped once drained.
+    private var retiredUpstreams: [ObjectIdentifier: LoopUpstream] = [:]
     /// `Host` values classified for this loop (ordinary, service/pod host, invalid).
     let hostClasses = HostClassCache()
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
@@ -74,21 +74,38 @@ final class LoopContext: @unchecked Sendable {
     var draining = false
     var onIdle: (@Sendable () -> Void)?
 
-    init(loop: EventLoop, shared: SharedProxyState, servers: LoopServers) {
+    /// - Parameter index: the loop's position in the group (0 coordinates several apiservers).
+    init(loop: EventLoop, index: Int, shared: SharedProxyState, version: ConfigurationVersion) {
         self.loop = loop
         self.shared = shared
         filterCache = shared.filter.map(RequestFilterCache.init(filter:))
-        self.servers = servers
+        current = LoopUpstream(
+            version: version,
+            servers: version.makeLoopServers(loop: loop, index: index, shared: shared, metrics: metrics))
     }
 
-    /// This loop's pool for one apiserver.
-    static func makePool(loop: EventLoop, shared: SharedProxyState, target: UpstreamTarget) -> UpstreamPool {
-        UpstreamPool(
-            loop: loop, target: target, proxy: shared.proxy, logger: shared.logger, healthCheck: shared.http2HealthCheck,
-            requestAuthority: shared.target.authority
-        ) { [shared] in
-            shared.tlsContext.withLock { $0 }
+    /// Makes `upstream` (a new version with this loop's servers for it) the one new requests use; the previous
+    /// one's pools drain (`LoopServers.retire`).
+    func install(_ upstream: LoopUpstream) {
+        loop.assertInLoop()
+        let old = current
+        current = upstream
+        // Answers to the old credentials say nothing about the new ones.
+        metrics.health.authRevision = 0
+        metrics.health.lastAuthRejected = 0
+        metrics.health.lastAuthAccepted = 0
+        let key = ObjectIdentifier(old)
+        retiredUpstreams[key] = old
+        if draining { old.servers.shutdown() }
+        old.servers.retire { [weak self] in
+            self?.retiredUpstreams.removeValue(forKey: key)
         }
+    }
+
+    /// The loop's pool for configuration version `id`, if it still has one.
+    func upstream(forVersion id: UInt64) -> LoopUpstream? {
+        if current.version.id == id { return current }
+        return retiredUpstreams.values.first { $0.version.id == id }
     }
 
     private var sweepTimer: LoopTimer?
@@ -115,6 +132,7 @@ final class LoopContext: @unchecked Sendable {
         }
         guard let admission = admit(fd: fd, peer: peer) else { return }
         nextConnectionID += 1
+        metrics.values.clientConnectionsAccepted += 1
         let socket = StreamConnection(fd: fd, loop: loop)
         let connection = ClientConnection(socket: socket, peer: peer, context: self, id: nextConnectionID)
         connection.refusal = admission.refusal
@@ -140,124 +158,88 @@ final class LoopContext: @unchecked Sendable {
     func drain() {
         draining = true
         for c in connections.values { c.closeIfIdle() }
-        servers.shutdown()
+        current.servers.shutdown()
+        for upstream in retiredUpstreams.values { upstream.servers.shutdown() }
         if connections.isEmpty { signalIdle() }
     }
 
     func closeAll() {
         for c in connections.values { c.close() }
     }
+
+    /// This loop's counters and health facts as they are now (run on the loop).
+    func report() -> LoopReport {
+        loop.assertInLoop()
+        var values = metrics.snapshot()
+        values.clientConnections = connections.count
+        var counts = UpstreamConnectionCounts()
+        let newestFrame = current.servers.count(into: &counts)
+        for upstream in retiredUpstreams.values { _ = upstream.servers.count(into: &counts) }
+        values.upstreamConnections = counts
+        var health = metrics.health
+        health.recordUpstreamSuccess(now: newestFrame)
+        health.answeredServers = current.servers.answeredServers
+        return LoopReport(metrics: values, health: health)
+    }
 }
 
-/// The proxy: listeners, event loops, and per-loop upstream pools.
+/// One loop's answer to a scrape or a health probe.
+struct LoopReport: Sendable {
+    var metrics: MetricsSnapshot
+    var health: LoopHealth
+}
+
+/// The proxy: listeners, event loops, per-loop upstream pools (or balancers over several apiservers), and the
+/// configuration version in force.
 public final class ProxyServer: Sendable {
     public let configuration: ProxyConfiguration
-    private let shared: SharedProxyState
+    let shared: SharedProxyState
     private let group: EventLoopGroup
+    /// By loop identity, and in loop order (the readiness monitor uses the first loop).
     private let contexts: [ObjectIdentifier: LoopContext]
+    let orderedContexts: [LoopContext]
     private let listeners = Mutex<[Listener]>([])
+    let counters: ServiceCounters
+    /// The version new requests get, the id the next one will have, and whether a graceful stop began.
+    let state: Mutex<(version: ConfigurationVersion, nextID: UInt64, stopping: Bool)>
+    /// Reloads run here one at a time (they may run an exec plugin, which blocks).
+    let reloadQueue = DispatchQueue(label: "proxyd.reload")
+    let watcher = Mutex<ConfigurationWatcher?>(nil)
+    let readinessMonitor = Mutex<RepeatingTimer?>(nil)
     private let heapTrimmer = Mutex<IdleHeapTrimmer?>(nil)
-    private let certificateReloader: ClientCertificateReloader?
-    /// Several apiservers (`configuration.failover`): their health, probes and discovery; nil with one server.
-    private let apiservers: APIServerSet?
 
     /// - Throws: `CredentialError` or `TLSError` when the credentials or TLS material cannot be loaded,
     ///   `FailoverError` for an unusable `--failover-server`.
-    public init(configuration: ProxyConfiguration, logger: Logger, metrics: ProxyMetrics = ProxyMetrics()) throws {
+    public init(configuration: ProxyConfiguration, logger: Logger, counters: ServiceCounters = ServiceCounters()) throws {
         self.configuration = configuration
-        let failover = configuration.failover
-        // Several apiservers: every TLS context verifies the primary's server name, whichever server it dials.
-        let serverTargets = failover.isEnabled
-            ? try FailoverConfiguration.targets(primary: configuration.upstream, failoverURLs: failover.servers) : []
-        let target = serverTargets.first ?? configuration.upstream
-        let credentials = try CredentialStore(
-            credentials: target.credentials, sendCredentials: target.scheme == "https",
-            execCluster: ExecClusterInfo(target: configuration.upstream), logger: logger)
-        var tlsConfiguration = target.tls
-        if let identity = credentials.execClientIdentity {
-            tlsConfiguration.clientCertificatePEM = identity.certificate
-            tlsConfiguration.clientKeyPEM = identity.key
-        }
-        let tls: TLSContext? = target.scheme == "https" ? try TLSContext(configuration: tlsConfiguration) : nil
-        var upgradeTLS = tlsConfiguration
-        upgradeTLS.alpn = ["http/1.1"]
-        let upgradeTLSContext: TLSContext? =
-            target.scheme == "https" ? try TLSContext(configuration: upgradeTLS) : nil
-        var proxy: UpstreamProxy?
-        if let proxyURL = target.effectiveProxyURL {
-            switch ProxyEndpoint.parse(proxyURL) {
-            case .success(let endpoint): proxy = try UpstreamProxy(endpoint: endpoint, tls: configuration.upstream.tls)
-            case .failure(let error): throw error
-            }
-        }
-        let router = PathRouter(
-            apiPrefix: configuration.apiPrefix,
-            serverBasePath: configuration.appendServerPath ? target.basePath : "")
-        shared = SharedProxyState(
-            router: router, filter: configuration.filter, credentials: credentials, logger: logger,
-            metrics: metrics, accessLog: configuration.accessLog, tlsContext: tls,
-            upgradeTLSContext: upgradeTLSContext, target: target,
-            staticFiles: configuration.wwwDirectory.map { StaticFiles(directory: $0, prefix: configuration.wwwPrefix) },
-            upgradeKeepAlive: configuration.upgradeKeepAlive, http2HealthCheck: configuration.http2HealthCheck,
-            proxy: proxy, policy: ConnectionPolicy(configuration: configuration))
+        self.counters = counters
+        shared = SharedProxyState(configuration: configuration, logger: logger)
         group = EventLoopGroup(count: max(1, configuration.loopCount))
-        var apiservers: APIServerSet?
-        if failover.isEnabled {
-            apiservers = APIServerSet(
-                configuration: failover, targets: serverTargets, coordinator: group.loops[0], logger: logger
-            ) { [shared] in
-                HeaderRewriter.upstreamRequestHeaders(
-                    HTTPHeaders(), clientIP: nil, credentials: shared.credentials.current, isUpgrade: false)
-            }
-        }
-        self.apiservers = apiservers
+        let version = try ConfigurationVersion(
+            id: 1, target: configuration.upstream, failover: configuration.failover, coordinator: group.loops[0],
+            apiPrefix: configuration.apiPrefix, appendServerPath: configuration.appendServerPath,
+            staticFiles: shared.staticFiles, logger: logger, counters: counters)
+        counters.configurationLoaded(at: Date().timeIntervalSince1970)
+        state = Mutex((version, 2, false))
         var contexts: [ObjectIdentifier: LoopContext] = [:]
+        var ordered: [LoopContext] = []
         for (index, loop) in group.loops.enumerated() {
-            let servers: LoopServers
-            if let apiservers {
-                let balancer = LoopBalancer(loop: loop, index: index, servers: apiservers) { [shared] server in
-                    LoopContext.makePool(loop: loop, shared: shared, target: server.target)
-                }
-                apiservers.register(balancer)
-                servers = .balanced(balancer)
-            } else {
-                servers = .single(LoopContext.makePool(loop: loop, shared: shared, target: target))
-            }
-            contexts[ObjectIdentifier(loop)] = LoopContext(loop: loop, shared: shared, servers: servers)
+            let context = LoopContext(loop: loop, index: index, shared: shared, version: version)
+            contexts[ObjectIdentifier(loop)] = context
+            ordered.append(context)
         }
         self.contexts = contexts
-        certificateReloader = ClientCertificateReloader(target: target, logger: logger) { [shared, contexts] main, upgrade in
-            shared.tlsContext.withLock { $0 = main }
-            shared.upgradeTLSContext.withLock { $0 = upgrade }
-            for context in contexts.values {
-                context.loop.execute { context.servers.retireConnections() }
-            }
-        }
-        // An exec plugin's new client certificate: new connections use it, old ones drain (as for files above).
-        credentials.onExecClientIdentityChange { [shared, target, contexts] certificate, key in
-            var tls = target.tls
-            tls.clientCertificatePEM = certificate
-            tls.clientKeyPEM = key
-            var upgrade = tls
-            upgrade.alpn = ["http/1.1"]
-            do {
-                let context = try TLSContext(configuration: tls)
-                let upgradeContext = try TLSContext(configuration: upgrade)
-                shared.tlsContext.withLock { $0 = context }
-                shared.upgradeTLSContext.withLock { $0 = upgradeContext }
-                for loopContext in contexts.values {
-                    loopContext.loop.execute { loopContext.servers.retireConnections() }
-                }
-            } catch {
-                shared.logger.error("exec plugin returned a client certificate that cannot be used: \(error)")
-            }
-        }
+        orderedContexts = ordered
     }
 
-    public var metrics: ProxyMetrics { shared.metrics }
+    /// The configuration version new requests use.
+    var currentVersion: ConfigurationVersion { state.withLock { $0.version } }
 
     /// When the kubeconfig's `auth-provider` (oidc) id-token expires, if it says; proxyd does not refresh it.
-    public var authProviderTokenExpiry: Date? { shared.credentials.authProviderTokenExpiry }
+    public var authProviderTokenExpiry: Date? { currentVersion.credentials.authProviderTokenExpiry }
+
+    /// Why the credentials cannot be used right now (an exec plugin or token file failing since start-up), if so.
+    public var credentialFailure: String? { currentVersion.credentials.failure }
 
     /// Binds the listeners and starts serving.
     /// - Returns: the addresses being served, as `Starting to serve on …` prints them.
@@ -299,10 +281,21 @@ public final class ProxyServer: Sendable {
         }
         listeners.withLock { $0 = bound }
         heapTrimmer.withLock { [policy = shared.policy] in $0 = IdleHeapTrimmer { policy.limit.count == 0 } }
-        shared.credentials.startWatching()
-        certificateReloader?.start()
-        apiservers?.start()
+        startWatching(currentVersion)
+        startWatchingConfigurationFiles()
         return bound.map(\.localAddress)
+    }
+
+    /// Starts `version`'s credential polls (and its apiservers' checks and discovery); a changed TLS identity
+    /// retires that version's connections.
+    func startWatching(_ version: ConfigurationVersion) {
+        let id = version.id
+        let contexts = orderedContexts
+        version.startWatching {
+            for context in contexts {
+                context.loop.execute { context.upstream(forVersion: id)?.servers.retireConnections() }
+            }
+        }
     }
 
     /// Runs `action` once every event loop has run a task queued now: a liveness probe for the systemd watchdog
@@ -324,10 +317,13 @@ public final class ProxyServer: Sendable {
             l = []
             return out
         }
-        shared.credentials.stopWatching()
-        certificateReloader?.stop()
+        let version = state.withLock { s in
+            s.stopping = true
+            return s.version
+        }
+        stopBackgroundWork()
+        version.stopWatching()
         heapTrimmer.withLock { $0?.stop() }
-        apiservers?.stop()
         // Completion waits for the listeners too (a unix socket file is unlinked when its listener closes), then
         // for every loop's connections, or for the drain deadline, whichever comes first; it runs once.
         let done = Mutex(false)

@@ -12,6 +12,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     private unowned let connection: ClientConnection
     private var transport: UpstreamTransport
     private let tlsContext: TLSContext?
+    private let proxy: UpstreamProxy?
     /// Several apiservers: how the server is chosen, and another one if this one cannot be reached.
     private let route: TunnelRoute?
     private var transportConnected = false
@@ -23,18 +24,24 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     private var finished = false
     private var upstreamPaused = false
     private let onResponse: (Int) -> Void
+    private let metrics: LoopMetrics
+    /// Counted in `proxyd_upgrade_tunnels` (from the 101 until either side ends it).
+    private var countedOpen = false
 
     /// - Parameters:
     ///   - head: the request head to send (already rewritten, credentials added, `Host` first).
     ///   - early: bytes the client sent after its head (they belong to the tunnel).
     ///   - onResponse: called once with the upstream status (for the access log).
     ///   - route: with several apiservers, picks the server (`target` is then only a placeholder).
-    init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, method: String,
-         head: [UInt8], early: [UInt8], route: TunnelRoute? = nil, onResponse: @escaping (Int) -> Void) {
+    init(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, proxy: UpstreamProxy?,
+         method: String, head: [UInt8], early: [UInt8], route: TunnelRoute? = nil,
+         onResponse: @escaping (Int) -> Void) {
         self.connection = connection
         self.tlsContext = tlsContext
+        self.proxy = proxy
         self.route = route
-        transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext)
+        metrics = connection.context.metrics
+        transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext, proxy: proxy)
         requestHead = head
         pendingToUpstream = early.isEmpty ? [] : [early]
         parser = HTTP1ResponseParser(requestMethod: method)
@@ -42,12 +49,12 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         transport.delegate = self
     }
 
-    private static func makeTransport(connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?)
-        -> UpstreamTransport
-    {
+    private static func makeTransport(
+        connection: ClientConnection, target: UpstreamTarget, tlsContext: TLSContext?, proxy: UpstreamProxy?
+    ) -> UpstreamTransport {
         UpstreamTransport(
             loop: connection.context.loop, target: target, tlsContext: tlsContext,
-            proxy: connection.context.shared.proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
+            proxy: proxy, keepAlive: connection.context.shared.upgradeKeepAlive)
     }
 
     func start() {
@@ -63,7 +70,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
         guard !finished else { return }
         switch choice {
         case .success(let target):
-            transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext)
+            transport = Self.makeTransport(connection: connection, target: target, tlsContext: tlsContext, proxy: proxy)
             transport.delegate = self
             transport.connect()
         case .failure(let failure):
@@ -78,6 +85,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     func clientSent(_ bytes: ByteBuffer) {
         guard !finished else { return }
         if tunneling {
+            metrics.values.tunnelBytesToUpstream += bytes.readableBytes
             transport.write(bytes)
             if transport.bufferedWriteBytes > Self.highWater { connection.setTunnelBackpressure(true) }
         } else {
@@ -105,9 +113,16 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     func cancel() {
+        uncount()
         guard !finished else { return }
         finished = true
         transport.close()
+    }
+
+    private func uncount() {
+        guard countedOpen else { return }
+        countedOpen = false
+        metrics.values.upgradeTunnels -= 1
     }
 
     // MARK: UpstreamTransportDelegate
@@ -142,6 +157,8 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
             onResponse(head.status)
             if head.status == 101 {
                 tunneling = true
+                countedOpen = true
+                metrics.values.upgradeTunnels += 1
                 connection.write(HTTP1Serializer.responseHead(head))
                 let early = parser?.takeRemainingBytes() ?? []
                 parser = nil
@@ -165,6 +182,7 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     }
 
     private func forwardToClient(_ bytes: ByteBuffer) {
+        metrics.values.tunnelBytesToClient += bytes.readableBytes
         connection.write(bytes)
         if !upstreamPaused && connection.bufferedWriteBytes > Self.highWater {
             upstreamPaused = true
@@ -179,9 +197,12 @@ final class UpgradeTunnel: UpstreamTransportDelegate {
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
         if !transportConnected, !finished, let route, let failure {
             // Nothing was sent (the head goes out once connected): try another server.
+            metrics.values.upstreamErrors[(transport.failureKind ?? .protocol).rawValue] += 1
             route.next(after: failure) { [weak self] in self?.dial($0) }
             return
         }
+        if failure != nil { metrics.values.upstreamErrors[(transport.failureKind ?? .protocol).rawValue] += 1 }
+        uncount()
         if relayingFailure, !finished, var parser {
             // A refusal without a length ends with the connection.
             if let events = try? parser.finish() {

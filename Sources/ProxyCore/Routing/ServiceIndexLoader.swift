@@ -1,6 +1,6 @@
 import FoundationEssentials
 
-/// Gathers what the service index shows, through the loop's upstream pool with the proxy's own credentials (the
+/// Gathers what the service index shows, through the loop's upstream pools with the proxy's own credentials (the
 /// page shows what the person running proxyd may see). Confined to its loop.
 ///
 /// One cluster-wide `GET /api/v1/services` when it is allowed; when it is refused, the namespaces are listed and
@@ -12,7 +12,9 @@ final class ServiceIndexLoader {
     static let namespaceLimit = 500
     static let parallelism = 8
 
-    private let context: LoopContext
+    /// The configuration version the request that asked for the page started with, and the loop's servers for it.
+    private let upstream: LoopUpstream
+    private let loop: EventLoop
     private let clientIP: String?
     private var completion: ((ServiceIndex) -> Void)?
     private var inFlight: [ObjectIdentifier: UpstreamFetch] = [:]
@@ -22,20 +24,21 @@ final class ServiceIndexLoader {
     private var order: [String] = []
     private var cancelled = false
 
-    init(context: LoopContext, clientIP: String?, completion: @escaping (ServiceIndex) -> Void) {
-        self.context = context
+    init(upstream: LoopUpstream, loop: EventLoop, clientIP: String?, completion: @escaping (ServiceIndex) -> Void) {
+        self.upstream = upstream
+        self.loop = loop
         self.clientIP = clientIP
         self.completion = completion
     }
 
-    private var shared: SharedProxyState { context.shared }
+    private var version: ConfigurationVersion { upstream.version }
 
     func start() {
-        let credentials = shared.credentials.current
+        let credentials = version.credentials.current
         if let generation = credentials.pluginGeneration, credentials.isExpired(now: Date()) {
             let box = LoopBound(self)
-            let loop = context.loop
-            shared.credentials.refresh(ifStillGeneration: generation) {
+            let loop = self.loop
+            version.credentials.refresh(ifStillGeneration: generation) {
                 loop.execute { box.value.listAllServices() }
             }
             return
@@ -89,7 +92,7 @@ final class ServiceIndexLoader {
                     names = Array(names.prefix(Self.namespaceLimit))
                 }
             case .success((let status, let body)):
-                let fallback = self.shared.target.namespace ?? "default"
+                let fallback = self.version.target.namespace ?? "default"
                 self.index.notices.append(
                     "Namespaces could not be listed (\(ServiceIndex.reason(status: status, body: body))); showing the context's namespace \"\(fallback)\".")
                 names = [fallback]
@@ -136,9 +139,9 @@ final class ServiceIndexLoader {
     private func get(_ path: String, then handle: @escaping (Result<(Int, [UInt8]), UpstreamFailure>) -> Void) {
         let headers = HeaderRewriter.upstreamRequestHeaders(
             HTTPHeaders([("Accept", "application/json")]), clientIP: clientIP,
-            credentials: shared.credentials.current, isUpgrade: false)
+            credentials: version.credentials.current, isUpgrade: false)
         let request = UpstreamRequest(
-            method: "GET", target: shared.router.serverBasePath + path, headers: headers, hasBody: false)
+            method: "GET", target: version.router.serverBasePath + path, headers: headers, hasBody: false)
         let fetch = UpstreamFetch(limit: Self.bodyLimit)
         let key = ObjectIdentifier(fetch)
         fetch.completion = { [weak self] result in
@@ -146,7 +149,7 @@ final class ServiceIndexLoader {
             handle(result)
         }
         inFlight[key] = fetch
-        fetch.stream = context.servers.start(request, handler: fetch)
+        fetch.stream = upstream.servers.start(request, handler: fetch)
     }
 }
 

@@ -17,6 +17,7 @@ final class ClientCertificateReloader: Sendable {
     private let keyFile: String?
     private let base: TLSConfiguration
     private let logger: Logger
+    private let counters: ServiceCounters?
     /// Installs the contexts (HTTP/2-capable and `http/1.1`-only for upgrades) and retires old connections.
     private let install: @Sendable (_ main: TLSContext, _ upgrade: TLSContext) -> Void
     /// The PEM pair in use, and the last mismatch reported (so a half-written pair is logged once).
@@ -26,7 +27,8 @@ final class ClientCertificateReloader: Sendable {
 
     /// Returns nil when neither the certificate nor the key comes from a file.
     init?(
-        target: UpstreamTarget, logger: Logger, pollInterval: Duration = ClientCertificateReloader.pollInterval,
+        target: UpstreamTarget, logger: Logger, counters: ServiceCounters? = nil,
+        pollInterval: Duration = ClientCertificateReloader.pollInterval,
         install: @escaping @Sendable (_ main: TLSContext, _ upgrade: TLSContext) -> Void
     ) {
         guard target.scheme == "https", target.clientCertificateFile != nil || target.clientKeyFile != nil else {
@@ -36,6 +38,7 @@ final class ClientCertificateReloader: Sendable {
         keyFile = target.clientKeyFile
         base = target.tls
         self.logger = logger
+        self.counters = counters
         self.install = install
         state = Mutex((target.tls.clientCertificatePEM, target.tls.clientKeyPEM, nil))
         interval = pollInterval
@@ -82,12 +85,14 @@ final class ClientCertificateReloader: Sendable {
                 return s.reported != reason
             }
             if first {
+                counters?.credentialRefreshed(.clientCertificate, succeeded: false)
                 logger.warning(
                     "client certificate files changed but cannot be used yet (\(reason)); keeping the current identity")
             }
             return false
         }
         state.withLock { $0 = (certificate, key, nil) }
+        counters?.credentialRefreshed(.clientCertificate, succeeded: true)
         logger.info("client certificate files changed: new upstream connections use the new identity")
         install(main, upgradeContext)
         return true

@@ -106,6 +106,7 @@ final class HTTP1UpstreamConnection {
             guard current === stream else { return }
             switch event {
             case .head(let head):
+                pool.http1ResponseReceived()
                 if head.version == .http1_0 || head.headers.tokens("connection").contains("close") {
                     responseKeepAlive = false
                 }

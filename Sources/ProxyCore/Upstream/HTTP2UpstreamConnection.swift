@@ -35,9 +35,13 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     private var flushPending = false
     private(set) var isClosed = false
     private(set) var lastActivity = DispatchTime.now()
-    private var lastRead = DispatchTime.now()
+    /// When the apiserver last sent anything on this connection (a PING answer included): `/readyz` reads it.
+    private(set) var lastRead = DispatchTime.now()
     private var healthTimer: LoopTimer?
     private var pingOutstanding = false
+    private var pingSentAt: UInt64 = 0
+    /// How long the outstanding PING may go unanswered.
+    private var pingLimit: Duration = .zero
 
     init(id: Int, transport: UpstreamTransport, pool: UpstreamPool) throws(HTTP2Error) {
         self.id = id
@@ -154,9 +158,21 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         flush()
     }
 
-    func close(failure: UpstreamFailure? = nil) {
+    func close(failure: UpstreamFailure? = nil, kind: UpstreamErrorKind? = nil) {
         guard !isClosed else { return }
-        if let failure { transport.fail(failure) } else { transport.close() }
+        if let failure { transport.fail(failure, kind: kind) } else { transport.close() }
+    }
+
+    /// Takes no new streams: GOAWAY sent or received.
+    var isDraining: Bool { session.isGoingAway }
+
+    /// Sends a PING now unless one is outstanding (the readiness monitor's check of an idle connection); the answer
+    /// moves `lastRead`, and the health check drops the connection if none comes within `timeout` (by default
+    /// `HTTP2_PING_TIMEOUT_SECONDS`).
+    func probe(timeout: Duration? = nil) {
+        guard !isClosed, !pingOutstanding else { return }
+        sendPing(timeout: timeout ?? pool.healthCheck.pingTimeout)
+        scheduleHealthCheck(after: pingLimit)
     }
 
     /// Moves session output to the socket while the socket has room.
@@ -238,24 +254,42 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     private func healthCheck() {
-        guard !isClosed, let readIdle = pool.healthCheck.readIdle else { return }
+        guard !isClosed else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
         let pingTimeout = pool.healthCheck.pingTimeout
         if pingOutstanding {
-            pool.connectionMissedPing(self)
-            close(failure: .badGateway("the apiserver did not answer a PING within \(pingTimeout)"))
+            let waited = now - pingSentAt
+            let limit = Self.nanoseconds(pingLimit)
+            if waited >= limit {
+                pool.connectionMissedPing(self)
+                close(failure: .badGateway("the apiserver did not answer a PING within \(pingLimit)"), kind: .healthCheck)
+            } else {
+                scheduleHealthCheck(after: .nanoseconds(Int64(limit - waited)))
+            }
             return
         }
-        let silentNanos = DispatchTime.now().uptimeNanoseconds - lastRead.uptimeNanoseconds
-        let threshold = UInt64(readIdle.components.seconds) * 1_000_000_000
-            + UInt64(readIdle.components.attoseconds / 1_000_000_000)
+        guard let readIdle = pool.healthCheck.readIdle else { return }
+        let silentNanos = now - lastRead.uptimeNanoseconds
+        let threshold = Self.nanoseconds(readIdle)
         if silentNanos >= threshold {
-            pingOutstanding = true
-            session.ping()
-            flush()
+            sendPing(timeout: pingTimeout)
             scheduleHealthCheck(after: pingTimeout)
         } else {
             scheduleHealthCheck(after: .nanoseconds(Int64(threshold - silentNanos)))
         }
+    }
+
+    private func sendPing(timeout: Duration) {
+        pingOutstanding = true
+        pingLimit = timeout
+        pingSentAt = DispatchTime.now().uptimeNanoseconds
+        session.ping()
+        flush()
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> UInt64 {
+        UInt64(max(0, duration.components.seconds)) * 1_000_000_000
+            + UInt64(max(0, duration.components.attoseconds / 1_000_000_000))
     }
 
     // MARK: HTTP2SessionDelegate

@@ -62,10 +62,24 @@ final class UpstreamPool: UpstreamTransportDelegate {
     weak var observer: (any UpstreamPoolObserver)?
     /// `:authority` / `Host` sent: the cluster server's, also when this pool dials another apiserver of it.
     let requestAuthority: String
+    /// The loop's counters (shared by the loop's pools of every configuration version).
+    private let metrics: LoopMetrics
+    /// Whether successes and failures here count for `/readyz` (not once the pool's configuration was replaced).
+    private var recordsHealth = true
+    /// Readiness monitoring is on: one connection stays open while idle, so PINGs can show the apiserver answers.
+    private var keepWarm = false
+    /// The pool's configuration was replaced: connections close once they carry nothing (`retire`).
+    private var retiring = false
+    private var onDrained: (() -> Void)?
+    /// When the server last answered here: a finished handshake or an HTTP/1.1 response (uptime nanoseconds, 0 for
+    /// never). HTTP/2 frames are read from the connections when asked (`count(into:)`).
+    private(set) var lastAnswer: UInt64 = 0
+    /// Several apiservers: this server's counters on this loop (connection errors are counted here).
+    var serverCounters: ServerCounters?
 
     init(
         loop: EventLoop, target: UpstreamTarget, proxy: UpstreamProxy? = nil, logger: Logger,
-        healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(),
+        healthCheck: HTTP2HealthCheck = HTTP2HealthCheck(), metrics: LoopMetrics = LoopMetrics(),
         requestAuthority: String? = nil,
         tlsContextProvider: @escaping @Sendable () -> TLSContext?
     ) {
@@ -74,6 +88,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
         self.requestAuthority = requestAuthority ?? target.authority
         self.healthCheck = healthCheck
         self.logger = logger
+        self.metrics = metrics
         self.tlsContextProvider = tlsContextProvider
         self.proxy = proxy
     }
@@ -246,6 +261,10 @@ final class UpstreamPool: UpstreamTransportDelegate {
         lastFailure = nil
         unloggedConnectFailures = 0
         nextID += 1
+        metrics.values.upstreamConnectionsOpened[alpn == "h2" ? 0 : 1] += 1
+        lastAnswer = DispatchTime.now().uptimeNanoseconds
+        if recordsHealth { metrics.health.recordUpstreamSuccess(now: lastAnswer) }
+        serverCounters?.answered = true
         if alpn == "h2" {
             serverSpeaksHTTP2 = true
             do {
@@ -267,7 +286,11 @@ final class UpstreamPool: UpstreamTransportDelegate {
         }
         observer?.poolDidConnect(self)
         dispatchWaiting()
-        scheduleIdleCheck()
+        if retiring {
+            drainRetiredConnections()
+        } else {
+            scheduleIdleCheck()
+        }
     }
 
     func transport(_ transport: UpstreamTransport, didRead plaintext: ByteBuffer) {
@@ -287,7 +310,16 @@ final class UpstreamPool: UpstreamTransportDelegate {
     }
 
     func transportDidClose(_ transport: UpstreamTransport, failure: UpstreamFailure?) {
+        defer { checkDrained() }
         let key = ObjectIdentifier(transport)
+        if let failure {
+            let kind = (transport.failureKind ?? .protocol).rawValue
+            metrics.values.upstreamErrors[kind] += 1
+            serverCounters?.values.connectionErrors[kind] += 1
+            if recordsHealth {
+                metrics.health.recordUpstreamFailure(failure.description, now: DispatchTime.now().uptimeNanoseconds)
+            }
+        }
         if connecting.removeValue(forKey: key) != nil {
             retired.remove(key)
             // Setup failed.
@@ -341,9 +373,15 @@ final class UpstreamPool: UpstreamTransportDelegate {
         dispatchWaiting()
     }
 
+    /// An HTTP/1.1 connection received a response head: the apiserver answers (for `/readyz`).
+    func http1ResponseReceived() {
+        lastAnswer = DispatchTime.now().uptimeNanoseconds
+        if recordsHealth { metrics.health.recordUpstreamSuccess(now: lastAnswer) }
+    }
+
     func http1ConnectionIsIdle(_ connection: HTTP1UpstreamConnection) {
         guard !connection.isClosed else { return }
-        if shuttingDown || retired.contains(ObjectIdentifier(connection)) {
+        if shuttingDown || retiring || retired.contains(ObjectIdentifier(connection)) {
             connection.close()
             return
         }
@@ -397,7 +435,8 @@ final class UpstreamPool: UpstreamTransportDelegate {
     private func closeIdleConnections() {
         let now = DispatchTime.now().uptimeNanoseconds
         let limit = UInt64(Self.idleTimeout.components.seconds) * 1_000_000_000
-        for h2 in http2 where h2.streamCount == 0 && now - h2.lastActivity.uptimeNanoseconds > limit {
+        let warm = keepWarm ? http2.first { !$0.isDraining } : nil
+        for h2 in http2 where h2.streamCount == 0 && now - h2.lastActivity.uptimeNanoseconds > limit && h2 !== warm {
             h2.goAway()
             h2.close()
         }
@@ -425,6 +464,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
     /// Graceful stop: no new connections; idle ones close now, busy ones after their exchanges.
     func shutdown() {
         shuttingDown = true
+        keepWarm = false
         failWaiting(.unavailable("proxyd is shutting down"))
         for h2 in http2 {
             h2.goAway()
@@ -434,6 +474,101 @@ final class UpstreamPool: UpstreamTransportDelegate {
         idleTimer?.cancel()
         idleTimer = nil
     }
+
+    // MARK: configuration reloads
+
+    /// The pool's configuration version was replaced: new requests go to another pool. Exchanges in flight here
+    /// (watches included) run to their end on their connections, which then close; requests that captured this
+    /// version but have not started yet still get a connection, closed after them. `onDrained` runs (on the loop)
+    /// once nothing is left.
+    func retire(onDrained: @escaping () -> Void) {
+        retiring = true
+        recordsHealth = false
+        keepWarm = false
+        self.onDrained = onDrained
+        idleTimer?.cancel()
+        idleTimer = nil
+        drainRetiredConnections()
+        checkDrained()
+    }
+
+    private func drainRetiredConnections() {
+        for h2 in http2 {
+            h2.goAway()
+            if h2.streamCount == 0 { h2.close() }
+        }
+        for h1 in idleHTTP1 { h1.close() }
+        idleHTTP1.removeAll()
+    }
+
+    private func checkDrained() {
+        guard retiring, onDrained != nil, connecting.isEmpty, http2.isEmpty, http1.isEmpty, waiting.isEmpty else {
+            return
+        }
+        let done = onDrained
+        onDrained = nil
+        let box = LoopBound(DrainedCallback(done))
+        loop.execute { box.value.run?() }
+    }
+
+    // MARK: readiness
+
+    /// Readiness monitoring (`--healthz-bind-address`): shows whether the apiserver answers without sending it a
+    /// request. An HTTP/2 connection that was silent for `idle` gets a PING (its answer, like any frame, is a sign
+    /// of life; none within `pingTimeout`, by default `HTTP2_PING_TIMEOUT_SECONDS`, closes the connection); with
+    /// none open, one is opened and kept open while idle. HTTP/1.1 has no PING: after `idle` without an answer, a
+    /// new connection's handshake is the check.
+    func probe(idle: Duration, pingTimeout: Duration? = nil) {
+        guard !shuttingDown, !retiring else { return }
+        keepWarm = true
+        let now = DispatchTime.now().uptimeNanoseconds
+        let threshold = UInt64(idle.components.seconds) * 1_000_000_000
+        if let h2 = http2.first(where: { !$0.isDraining && !$0.isClosed }) {
+            if now - h2.lastRead.uptimeNanoseconds >= threshold { h2.probe(timeout: pingTimeout) }
+            return
+        }
+        guard connecting.isEmpty else { return }
+        if serverSpeaksHTTP2 == false {
+            if now - lastAnswer < threshold { return }
+            for h1 in idleHTTP1 { h1.close() }
+            idleHTTP1.removeAll()
+        }
+        openConnection()
+        scheduleIdleCheck()
+    }
+
+    /// Adds this pool's connections to `counts` (by protocol and state) and returns when the apiserver last sent
+    /// an HTTP/2 frame here (uptime nanoseconds, 0 for never or when the pool does not count for readiness).
+    func count(into counts: inout UpstreamConnectionCounts) -> UInt64 {
+        typealias State = UpstreamConnectionCounts.State
+        var newestFrame: UInt64 = 0
+        for h2 in http2 where !h2.isClosed {
+            let state: State = retiring || h2.isDraining ? .draining : h2.streamCount > 0 ? .active : .idle
+            counts.counts[0][state.rawValue] += 1
+            counts.streams += h2.streamCount
+            if recordsHealth { newestFrame = max(newestFrame, h2.lastRead.uptimeNanoseconds) }
+        }
+        for h1 in http1 where !h1.isClosed {
+            let state: State
+            if retiring || retired.contains(ObjectIdentifier(h1)) {
+                state = .draining
+            } else {
+                state = idleHTTP1.contains { $0 === h1 } ? .idle : .active
+            }
+            counts.counts[1][state.rawValue] += 1
+        }
+        counts.connecting += connecting.count
+        return newestFrame
+    }
+
+    /// Whether nothing is left in the pool (no connection, none being set up, no request waiting).
+    var isEmpty: Bool { connecting.isEmpty && http2.isEmpty && http1.isEmpty && waiting.isEmpty }
+}
+
+/// Lets the drained callback (a non-`Sendable` closure confined to the loop) ride a `loop.execute`.
+private final class DrainedCallback {
+    let run: (() -> Void)?
+    init(_ run: (() -> Void)?) { self.run = run }
 }
 
 /// Hears how a pool's connections fare (the balancer, which keeps the servers' health).

@@ -24,6 +24,7 @@ enum UpstreamFailurePoint: Equatable {
 
 /// Takes back a failed stream that may be sent again (`LoopBalancer`, with several apiservers).
 protocol UpstreamStreamRerouter: AnyObject {
+    /// Called for every failure of a stream at a server, `.final` ones included.
     /// - Returns: true when the stream will be sent again (its handler hears nothing of this failure).
     func reroute(_ stream: UpstreamStream, after failure: UpstreamFailure, at point: UpstreamFailurePoint) -> Bool
 }
@@ -186,10 +187,11 @@ final class UpstreamStream {
         handler?.upstreamDidReceiveHead(status: status, headers: headers)
     }
 
-    /// The exchange failed at `point`: its rerouter may send it again, else the handler hears of it.
+    /// The exchange failed at `point`: its rerouter (which hears of every failure, to count it) may send it again,
+    /// else the handler hears of it.
     func fail(_ failure: UpstreamFailure, at point: UpstreamFailurePoint) {
         state = .finished
-        if point != .final, let rerouter, rerouter.reroute(self, after: failure, at: point) { return }
+        if let rerouter, rerouter.reroute(self, after: failure, at: point) { return }
         handler?.upstreamDidFail(failure)
     }
 

@@ -71,6 +71,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
     private var connected = false
     private var closed = false
     private var pendingFailure: UpstreamFailure?
+    /// Set once TCP to the apiserver is up (or, with a proxy, once its tunnel is open).
+    private var tunnelOpen = false
+    /// What failed, for `proxyd_upstream_connection_errors_total`; set with the failure that closed the transport.
+    private(set) var failureKind: UpstreamErrorKind?
     /// Decrypted bytes of one read; reused for the next read when the receiver kept no slice of it.
     private var plaintextBuffer = ByteBuffer()
 
@@ -203,6 +207,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
 
     /// The byte path to the apiserver is open (TCP connected, or the proxy tunnel established).
     private func tunnelOpened() {
+        tunnelOpen = true
         guard let tlsContext else {
             connected = true
             delegate?.transportDidConnect(self, alpn: nil)
@@ -248,7 +253,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         guard !closed, socket != nil, !bytes.isEmpty else { return }
         if let tls {
             if case .failed(let error) = tls.writePlaintext(bytes[...]) {
-                fail(.badGateway("TLS: \(error)"))
+                fail(.badGateway("TLS: \(error)"), kind: .tls)
                 return
             }
             flushCiphertext()
@@ -262,7 +267,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         guard !closed, socket != nil, !bytes.isEmpty else { return }
         if let tls {
             if case .failed(let error) = tls.writePlaintext(bytes) {
-                fail(.badGateway("TLS: \(error)"))
+                fail(.badGateway("TLS: \(error)"), kind: .tls)
                 return
             }
             flushCiphertext()
@@ -336,7 +341,10 @@ final class UpstreamTransport: StreamConnectionDelegate {
         finish(failure: nil)
     }
 
-    func fail(_ failure: UpstreamFailure) {
+    /// Closes with `failure`. `kind` says what failed when the transport cannot tell by itself (an HTTP/2 PING that
+    /// went unanswered); by default it follows the stage: connect or proxy tunnel, TLS handshake, or later.
+    func fail(_ failure: UpstreamFailure, kind: UpstreamErrorKind? = nil) {
+        if let kind, !closed { failureKind = kind }
         finish(failure: failure)
     }
 
@@ -344,6 +352,9 @@ final class UpstreamTransport: StreamConnectionDelegate {
         guard !closed else { return }
         closed = true
         pendingFailure = failure
+        if failure != nil, failureKind == nil {
+            failureKind = !tunnelOpen ? .connect : !connected ? .tls : .protocol
+        }
         handshakeTimer?.cancel()
         handshakeTimer = nil
         if let socket {
@@ -419,7 +430,7 @@ final class UpstreamTransport: StreamConnectionDelegate {
         switch result {
         case .complete, .needsInput: break
         case .closed: finish(failure: nil)
-        case .failed(let error): fail(.badGateway("TLS: \(error)"))
+        case .failed(let error): fail(.badGateway("TLS: \(error)"), kind: .tls)
         }
     }
 

@@ -52,8 +52,10 @@ struct ExecPluginTests {
                 """, name: "kubeconfig-exec")
     }
 
-    static func runs(_ h: Harness) -> Int {
-        let text = (try? String(contentsOf: h.directory.appendingPathComponent("runs"), encoding: .utf8)) ?? ""
+    static func runs(_ h: Harness) -> Int { runs(h.directory) }
+
+    static func runs(_ directory: URL) -> Int {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("runs"), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").count
     }
 
@@ -313,36 +315,84 @@ struct ExecPluginTests {
         await h.stop()
     }
 
-    @Test func missingCommandFailsStartupWithTheInstallHint() async throws {
+    /// A missing plugin does not stop proxyd: each request gets a 503 `Status` with kubectl's text and the
+    /// kubeconfig's install hint.
+    @Test func missingCommandIsReportedToEachRequestWithTheInstallHint() async throws {
         let standIn = try await StandIn.start(StandInConfiguration())
         let dir = try TempDirectory.make()
         try standIn.writeState(to: dir.path)
         let kubeconfig = try Self.kubeconfig(
             standIn, dir: dir, command: "proxyd-e2e-no-such-plugin",
             installHint: "Install proxyd-e2e-no-such-plugin from the example repository")
-        let child = try ChildProcess(
-            executable: BuildProducts.proxyd, arguments: ["--port=0", "--kubeconfig", kubeconfig])
-        #expect(try await child.waitForExit() == 1)
-        #expect(child.stderr.contains("exec: executable proxyd-e2e-no-such-plugin not found"))
-        #expect(child.stderr.contains("It looks like you are trying to use a client-go credential plugin that is not installed."))
-        #expect(child.stderr.contains("Install proxyd-e2e-no-such-plugin from the example repository"))
-        #expect(!child.stdout.contains("Starting to serve"))
+        let proxy = try await RunningProxy.start(arguments: ["--port=0", "--kubeconfig", kubeconfig])
+        let answer = try await Tool.curl(["-w", "\n%{http_code}", "\(proxy.baseURL)/api"])
+        #expect(answer.text.hasSuffix("\n503"))
+        let status = try jsonObject(Data(answer.text.dropLast(4).utf8))
+        #expect(status["kind"] as? String == "Status")
+        #expect(status["code"] as? Int == 503)
+        let message = status["message"] as? String ?? ""
+        #expect(message.contains("exec: executable proxyd-e2e-no-such-plugin not found"))
+        #expect(message.contains("Install proxyd-e2e-no-such-plugin from the example repository"))
+        #expect(proxy.child.stderr.contains("It looks like you are trying to use a client-go credential plugin that is not installed."))
+        await proxy.stop()
         try? await standIn.stop()
     }
 
-    @Test func failingPluginFailsStartupAndItsStderrIsShown() async throws {
+    /// The issue's case: a plugin that fails when proxyd starts (an expired SSO session, say). proxyd serves
+    /// anyway, answers 503 `Status` with the plugin's error (never its output), `/readyz` says why, the plugin is
+    /// retried with a back-off, and once it works again requests succeed and `/readyz` turns 200, no restart.
+    @Test func failingPluginAtStartupAnswers503AndRecovers() async throws {
         let standIn = try await StandIn.start(StandInConfiguration())
         let dir = try TempDirectory.make()
         try standIn.writeState(to: dir.path)
         let plugin = dir.appendingPathComponent("fail.sh").path
-        try "#!/bin/sh\necho 'plugin: refresh token revoked' >&2\nexit 3\n".write(toFile: plugin, atomically: true, encoding: .utf8)
+        try """
+            #!/bin/sh
+            echo run >> "\(dir.path)/runs"
+            if [ ! -e "\(dir.path)/logged-in" ]; then echo 'plugin: refresh token revoked' >&2; exit 3; fi
+            printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"standin-token"}}'
+
+            """.write(toFile: plugin, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
         let kubeconfig = try Self.kubeconfig(standIn, dir: dir, command: plugin)
-        let child = try ChildProcess(
-            executable: BuildProducts.proxyd, arguments: ["--port=0", "--kubeconfig", kubeconfig])
-        #expect(try await child.waitForExit() == 1)
-        #expect(child.stderr.contains("plugin: refresh token revoked"))
-        #expect(child.stderr.contains("getting credentials: exec: executable \(plugin) failed with exit code 3"))
+        let proxy = try await RunningProxy.start(
+            arguments: ["--port=0", "--kubeconfig", kubeconfig, "--healthz-bind-address=127.0.0.1:0"])
+        let health = try #require(proxy.adminURL)
+        #expect(proxy.child.stderr.contains("plugin: refresh token revoked"))  // its stderr passes through
+
+        let answer = try await Tool.curl(["-w", "\n%{http_code}", "\(proxy.baseURL)/api/v1/namespaces"])
+        #expect(answer.text.hasSuffix("\n503"))
+        let status = try jsonObject(Data(answer.text.dropLast(4).utf8))
+        #expect(status["reason"] as? String == "ServiceUnavailable")
+        #expect(
+            status["message"] as? String
+                == "proxyd: no credentials for the apiserver: getting credentials: exec: executable \(plugin) failed with exit code 3")
+        #expect(standIn.stats.requestsByPath["/api/v1/namespaces"] == nil)  // nothing went upstream
+
+        let ready = try await Tool.curl(["-w", "\n%{http_code}", "\(health)/readyz"])
+        #expect(ready.text.hasSuffix("\n503"))
+        #expect(ready.text.contains("credentials failed: getting credentials: exec: executable \(plugin) failed with exit code 3"))
+
+        // Retried on its own, with a back-off: more runs while nobody asks.
+        try await Task.sleep(for: .seconds(2))
+        #expect(Self.runs(dir) >= 2)
+
+        // The user logs in again: the next retry (or a request after the back-off) gets the credential.
+        try "".write(toFile: dir.appendingPathComponent("logged-in").path, atomically: true, encoding: .utf8)
+        var code = ""
+        for _ in 0..<120 where code != "200" {
+            code = try await Self.code("\(proxy.baseURL)/api/v1/namespaces")
+            if code != "200" { try await Task.sleep(for: .milliseconds(250)) }
+        }
+        #expect(code == "200")
+        var readyCode = ""
+        for _ in 0..<80 where readyCode != "200" {
+            readyCode = try await Self.code("\(health)/readyz")
+            if readyCode != "200" { try await Task.sleep(for: .milliseconds(250)) }
+        }
+        #expect(readyCode == "200")
+        #expect(!proxy.child.stderr.contains("standin-token"))
+        await proxy.stop()
         try? await standIn.stop()
     }
 

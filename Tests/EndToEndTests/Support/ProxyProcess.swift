@@ -33,6 +33,13 @@ enum BuildProducts {
     }
 }
 
+extension BuildProducts {
+    /// The stand-in apiserver executable, built next to proxyd (for tests that kill and restart it by PID).
+    static var standInServer: URL {
+        proxyd.deletingLastPathComponent().appendingPathComponent("standin-apiserver")
+    }
+}
+
 /// A child process started by a test; stopped by PID (only processes we started).
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
@@ -167,6 +174,19 @@ final class RunningProxy: @unchecked Sendable {
     }
 
     var baseURL: String { "http://\(address)" }
+
+    /// `http://host:port` of the first admin listener (`Serving metrics on …`, `Serving health checks on …`).
+    var adminURL: String? { adminURL(serving: nil) }
+
+    /// `http://host:port` of the admin listener whose announcement mentions `what` (`metrics`, `health`).
+    func adminURL(serving what: String?) -> String? {
+        for line in child.stdout.split(separator: "\n") where line.hasPrefix("Serving ") {
+            if let what, !line.contains(what) { continue }
+            guard let on = line.range(of: " on ", options: .backwards) else { continue }
+            return "http://" + line[on.upperBound...]
+        }
+        return nil
+    }
 
     func stop() async {
         child.terminate()

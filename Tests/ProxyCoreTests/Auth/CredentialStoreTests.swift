@@ -208,24 +208,33 @@ import Testing
         #expect(store == nil)
     }
 
-    @Test func emptyTokenFileIsAnError() throws {
+    @Test func emptyTokenFileMakesTheCredentialUnavailable() throws {
         let dir = try Scratch()
         let file = try dir.write("token", "\n  \n")
-        #expect {
-            _ = try CredentialStore(credentials: StaticCredentials(tokenFile: file), sendCredentials: true)
-        } throws: { error in
-            (error as? CredentialError)?.description == "token file \(file) is empty"
-        }
+        let store = try CredentialStore(credentials: StaticCredentials(tokenFile: file), sendCredentials: true)
+        #expect(store.current.authorization == nil)
+        #expect(store.current.unavailable == "token file \(file) is empty")
     }
 
-    @Test func missingTokenFileIsAnError() throws {
+    /// A token file missing at start-up: no credential and the reason, until a re-read finds a token.
+    @Test func missingTokenFileRecoversWhenWritten() throws {
         let dir = try Scratch()
         let file = dir.path + "/absent"
-        #expect {
-            _ = try CredentialStore(credentials: StaticCredentials(tokenFile: file), sendCredentials: true)
-        } throws: { error in
-            (error as? CredentialError)?.description == "cannot read token file \(file): No such file or directory"
-        }
+        let counters = ServiceCounters()
+        let store = try CredentialStore(
+            credentials: StaticCredentials(tokenFile: file), sendCredentials: true, counters: counters)
+        #expect(store.current.authorization == nil)
+        #expect(store.current.unavailable == "cannot read token file \(file): No such file or directory")
+        #expect(store.failure == store.current.unavailable)
+        let revision = store.current.revision
+        #expect(store.reloadTokenFile(file) == false)
+        _ = try dir.write("absent", "late-token\n")
+        #expect(store.reloadTokenFile(file) == true)
+        #expect(store.current.authorization == "Bearer late-token")
+        #expect(store.current.unavailable == nil)
+        #expect(store.failure == nil)
+        #expect(store.current.revision == revision + 1)
+        #expect(counters.values.credentialRefreshes[CredentialSourceLabel.tokenFile.rawValue] == [1, 1])
     }
 
     @Test func httpServerIgnoresTokenFile() throws {

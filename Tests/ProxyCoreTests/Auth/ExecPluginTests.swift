@@ -278,15 +278,37 @@ import Testing
         #expect(store.usesExecPlugin)
     }
 
-    @Test func startupFailureIsAnError() {
+    /// A plugin failing at start-up leaves the store without a credential (requests get a 503 saying why), then
+    /// retries on a back-off schedule, not only when a request asks, and the first success installs the credential.
+    @Test func startupFailureIsRetriedUntilThePluginWorks() async throws {
         let fake = FakePlugin()
         fake.fail.withLock { $0 = true }
-        #expect {
-            _ = try CredentialStore(credentials: StaticCredentials(), sendCredentials: true, execRunner: fake.runner)
-        } throws: { error in
-            (error as? CredentialError)?.description
-                == "getting credentials: exec: executable fake failed with exit code 1"
+        let counters = ServiceCounters()
+        let store = try CredentialStore(
+            credentials: StaticCredentials(), sendCredentials: true, execRunner: fake.runner, counters: counters,
+            execBackoff: (initial: 0.2, maximum: 0.4))
+        #expect(store.current.authorization == nil)
+        #expect(store.current.unavailable == "getting credentials: exec: executable fake failed with exit code 1")
+        #expect(store.failure == store.current.unavailable)
+        // Within the first back-off a request's refresh does not run the plugin again.
+        await Self.waitAll(1) { done in store.refresh(ifStillGeneration: 1, completion: done) }
+        #expect(fake.calls.withLock { $0 } == 1)
+        store.startWatching()
+        defer { store.stopWatching() }
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(fake.calls.withLock { $0 } >= 2)  // retried on its own
+        fake.fail.withLock { $0 = false }
+        var authorization: String?
+        for _ in 0..<40 where authorization == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            authorization = store.current.authorization
         }
+        #expect(authorization?.hasPrefix("Bearer tok-") == true)
+        #expect(store.current.unavailable == nil)
+        #expect(store.failure == nil)
+        let refreshes = counters.values.credentialRefreshes[CredentialSourceLabel.execPlugin.rawValue]
+        #expect(refreshes[0] == 1)
+        #expect(refreshes[1] == fake.calls.withLock { $0 } - 1)
     }
 
     @Test func concurrentRefreshesRunThePluginOnce() async throws {

@@ -75,7 +75,7 @@ import Testing
         #expect(!stream.isReplayable)
     }
 
-    @Test func failuresGoToTheRerouterFirstUnlessFinal() {
+    @Test func failuresGoToTheRerouterFirst() {
         let handler = Recorder()
         let rerouter = Rerouter(answer: true)
         let stream = UpstreamStream(request: Self.request("GET", body: false), handler: handler)
@@ -86,8 +86,9 @@ import Testing
         rerouter.answer = false
         stream.fail(.badGateway("lost"), at: .lostBeforeResponse)
         #expect(handler.failures == [.badGateway("lost")])
+        // A final failure too (the balancer counts it for its server; `ResendRule` never resends it).
         stream.fail(.badGateway("reset"), at: .final)
-        #expect(rerouter.seen == [.notSent, .lostBeforeResponse])
+        #expect(rerouter.seen == [.notSent, .lostBeforeResponse, .final])
         #expect(handler.failures.count == 2)
         guard case .finished = stream.state else {
             Issue.record("a failed stream is finished")

@@ -183,12 +183,22 @@ extension ConfigTests {
             let error = expectConfigError { try loadTarget(file) }
             #expect(error?.description == "kubeconfig \(file): users[alice].user.client-key: cannot read \(dir.path)/missing.key: No such file or directory")
 
-            let tokenFile = try dir.write("config2", Fixture.simple(userExtra: "    tokenFile: /nonexistent/token"))
-            #expect(expectConfigError { try loadTarget(tokenFile) }?.description == "kubeconfig \(tokenFile): users[alice].user.tokenFile: cannot read /nonexistent/token: No such file or directory")
+        }
+
+        /// A token file that cannot be read (yet) is not a configuration error: proxyd starts, and its credential
+        /// store answers requests with a 503 until the file holds a token (CredentialStoreTests).
+        @Test func unreadableTokenFileIsLeftToTheCredentialStore() throws {
+            let dir = try TempDir()
+            let missing = try dir.write("config2", Fixture.simple(userExtra: "    tokenFile: /nonexistent/token"))
+            let target = try loadTarget(missing)
+            #expect(target.credentials.tokenFile == "/nonexistent/token")
+            #expect(target.credentials.bearerToken == nil)
 
             try dir.write("empty-token", " \n")
             let emptyToken = try dir.write("config3", Fixture.simple(userExtra: "    tokenFile: empty-token"))
-            #expect(expectConfigError { try loadTarget(emptyToken) }?.description == "kubeconfig \(emptyToken): users[alice].user.tokenFile: \(dir.path)/empty-token is empty")
+            let empty = try loadTarget(emptyToken)
+            #expect(empty.credentials.tokenFile == "\(dir.path)/empty-token")
+            #expect(empty.credentials.bearerToken == nil)
         }
 
         @Test func caWithInsecureIsRejected() throws {
