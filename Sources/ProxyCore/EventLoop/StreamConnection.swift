@@ -33,22 +33,22 @@ public struct ReadPauseReasons: OptionSet, Sendable, Hashable {
     public static let protocolState = ReadPauseReasons(rawValue: 1 << 2)
 }
 
-/// A non-blocking stream socket (TCP or unix) driven by one read and one write `DispatchSource`, created once in
-/// `start()`.
+/// A non-blocking stream socket (TCP or unix) driven by one read `DispatchSource`, created in `start()`, and one
+/// write `DispatchSource`, created the first time a write has to wait for the socket.
 ///
 /// Confined to `loop`: every method except `init` must be called on `loop.queue` (asserted in debug builds); that
 /// is why it is `@unchecked Sendable` and needs no locks.
 ///
 /// Ownership and lifetime:
 /// - The connection owns `fd` from `init` on and closes it exactly once, in the cancel handler of whichever of its
-///   two sources is cancelled last (or directly if it was never started).
+///   sources is cancelled last (or directly if it was never started).
 /// - Once started, the sources' handlers retain the connection until it is closed, like a registered channel:
 ///   the owner must eventually call `close()` (errors close it automatically; EOF does not, to allow half-close).
 /// - `delegate` is weak.
 ///
 /// Source rules (STYLE.md §4): the read source runs unless paused or at EOF; the write source runs only while the
 /// write queue is non-empty and the socket said `EAGAIN`. `Bool`s record each source's state so suspend/resume
-/// always pair up, and `close()` resumes (or activates) both before cancelling them.
+/// always pair up, and `close()` resumes (or activates) each before cancelling it.
 public final class StreamConnection: @unchecked Sendable {
     /// The loop this connection is confined to.
     public let loop: EventLoop
@@ -86,6 +86,7 @@ public final class StreamConnection: @unchecked Sendable {
     private(set) var readEventCount = 0
     private(set) var writeEventCount = 0
     private(set) var wouldBlockWriteCount = 0
+    var hasWriteSource: Bool { writeSource != nil }
 
     /// - Parameters:
     ///   - fd: a connected stream socket, already `O_NONBLOCK`. Ownership passes to the connection.
@@ -105,6 +106,10 @@ public final class StreamConnection: @unchecked Sendable {
     /// Bytes queued by `write(_:)` and not yet handed to the kernel.
     public var bufferedWriteBytes: Int { writeQueue.count }
 
+    /// Whether queued bytes wait for the socket to become writable (a write said `EAGAIN`; the drain is reported by
+    /// `connectionDidDrainWrites`).
+    public var isWaitingToWrite: Bool { writeRunning }
+
     /// Bytes written to the socket that the kernel has not sent (or had acknowledged) yet. One `ioctl`.
     public var kernelUnsentBytes: Int { closeState == .open ? Posix.unsentBytes(fd: fd) : 0 }
 
@@ -118,16 +123,12 @@ public final class StreamConnection: @unchecked Sendable {
         guard !started, closeState == .open else { return }
         started = true
         let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
-        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
         // Strong captures on purpose: an open connection stays alive until closed. libdispatch releases the
         // handlers once a source's cancellation completes, and `sourceCancelled` drops the sources: no cycle left.
         read.setEventHandler { self.readable() }
-        write.setEventHandler { self.writable() }
         read.setCancelHandler { self.sourceCancelled() }
-        write.setCancelHandler { self.sourceCancelled() }
         readSource = read
-        writeSource = write
-        pendingCancelHandlers = 2
+        pendingCancelHandlers = 1
         updateReadSource()
         if !writeQueue.isEmpty {
             flush(inEvent: false)
@@ -295,13 +296,26 @@ public final class StreamConnection: @unchecked Sendable {
     }
 
     private func setWriteSourceRunning(_ run: Bool) {
-        guard let source = writeSource, closeState == .open, run != writeRunning else { return }
+        guard started, closeState == .open, run != writeRunning else { return }
+        let source = writeSource ?? makeWriteSource()
         if run {
             if writeActivated { source.resume() } else { source.activate(); writeActivated = true }
         } else {
             source.suspend()
         }
         writeRunning = run
+    }
+
+    /// The write source is made the first time a write has to wait: most connections (a request, a watch) never
+    /// fill their socket, and each source costs memory (the source, its unote and handler blocks) and, when
+    /// cancelled, registering and unregistering with epoll.
+    private func makeWriteSource() -> any DispatchSourceWrite {
+        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
+        write.setEventHandler { self.writable() }
+        write.setCancelHandler { self.sourceCancelled() }
+        writeSource = write
+        pendingCancelHandlers += 1
+        return write
     }
 
     private func shutdownNow(inEvent: Bool) {
@@ -342,7 +356,7 @@ public final class StreamConnection: @unchecked Sendable {
         guard closeState == .open else { return }
         closeState = .closing
         writeQueue.removeAll()
-        guard let read = readSource, let write = writeSource else {
+        guard let read = readSource else {
             // Never started: no source watches the fd.
             closeFD()
             loop.execute { self.finishClose() }
@@ -350,11 +364,13 @@ public final class StreamConnection: @unchecked Sendable {
         }
         // Never cancel (and later release) a suspended or inactive source.
         if !readActivated { read.activate(); readActivated = true } else if !readRunning { read.resume() }
-        if !writeActivated { write.activate(); writeActivated = true } else if !writeRunning { write.resume() }
         readRunning = true
-        writeRunning = true
         read.cancel()
-        write.cancel()
+        if let write = writeSource {
+            if !writeActivated { write.activate(); writeActivated = true } else if !writeRunning { write.resume() }
+            writeRunning = true
+            write.cancel()
+        }
     }
 
     private func sourceCancelled() {

@@ -6,9 +6,9 @@ import Logging
 /// Confined to its connection's loop.
 ///
 /// Backpressure, upstream → client: response bytes are written to the client socket at once and reported to the
-/// upstream (`consumed`) as soon as the socket's queue is under `clientLowWater`, otherwise when it drains; so the
-/// apiserver can send at most one flow-control window (or the HTTP/1 read high-water mark) beyond what the client
-/// took. Client → upstream: the client socket is paused while the stream's body queue is above its high-water mark.
+/// upstream (`consumed`) as soon as the socket's queue is under `clientLowWater` and the socket is not backed up,
+/// otherwise when it drains; so the apiserver can send at most one flow-control window (or the HTTP/1 read
+/// high-water mark) beyond what the client took. Client → upstream: the client socket is paused while the stream's body queue is above its high-water mark.
 ///
 /// Exec plugin credentials: a request that finds the credential expired waits (off the loop) for the refresh, its
 /// body held meanwhile. A 401 to a request sent with the plugin's credential refreshes it (single-flight); a
@@ -20,7 +20,9 @@ final class ProxyExchange: UpstreamResponseHandler {
     static let replayLimit = 64 * 1024
 
     private unowned let connection: ClientConnection
-    let head: HTTPRequestHead
+    /// The client's request head; its header fields are dropped once the response head went out (nothing reads them
+    /// after routing, filtering and a possible retry after 401), so an idle watch keeps only its method and target.
+    private(set) var head: HTTPRequestHead
     private var stream: UpstreamStream?
     private(set) var requestComplete = false
     private var responseStarted = false
@@ -358,6 +360,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         responseStarted = true
         responseStatus = status
+        head.headers = HTTPHeaders()
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
         if let proxyTarget {
             TargetResponseRewriter(target: proxyTarget, locations: version.locationRewriter).rewrite(&headers)
@@ -409,7 +412,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         metrics.values.responseBodyBytes += count
         unconsumed += count
-        if connection.bufferedWriteBytes <= Self.clientLowWater {
+        // A client whose socket backed up gets the window back only once it drained (`clientDrained`): so proxyd
+        // holds at most about one stream window for a client that reads slowly.
+        if !connection.socket.isWaitingToWrite && connection.bufferedWriteBytes <= Self.clientLowWater {
             stream.consumed(unconsumed)
             unconsumed = 0
         }

@@ -8,21 +8,11 @@ import Dispatch
 /// instead of piling up in memory.
 final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     static let writeHighWater = 256 * 1024
-    /// Receive window of a new stream (SETTINGS_INITIAL_WINDOW_SIZE): what one slow client can make proxyd buffer.
-    static let initialStreamWindow: Int32 = 128 * 1024
-    /// A stream whose client took `windowGrowthBytes` without the socket ever backing up gets its window doubled,
-    /// up to `maxStreamWindow` (large lists to fast clients); a client that backs up shrinks it to the initial size.
-    static let maxStreamWindow: Int32 = 2 << 20
-    static let windowGrowthBytes = 1 << 20
     /// Connection receive window: the sum of all streams' windows may not exceed it.
     static let connectionWindow: Int32 = 64 << 20
 
-    /// Window tuning of one stream: its current receive window and the bytes its client took since it last changed.
-    private struct WindowTuning {
-        var window = HTTP2UpstreamConnection.initialStreamWindow
-        var fastBytes = 0
-    }
-    private var tuning: [Int32: WindowTuning] = [:]
+    /// Receive windows of the streams whose window was tuned (see `StreamWindow`); absent: `StreamWindow.initial`.
+    private var windows: [Int32: StreamWindow] = [:]
 
     let id: Int
     let transport: UpstreamTransport
@@ -47,7 +37,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         self.id = id
         self.transport = transport
         self.pool = pool
-        session = try HTTP2Session(delegate: self, streamWindow: Self.initialStreamWindow,
+        session = try HTTP2Session(delegate: self, streamWindow: StreamWindow.initial,
                                    connectionWindow: Self.connectionWindow)
         flush()
         if let readIdle = pool.healthCheck.readIdle { scheduleHealthCheck(after: readIdle) }
@@ -106,27 +96,13 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
 
     func consume(stream id: Int32, bytes: Int, clientBackedUp: Bool = false) {
         session.consume(stream: id, bytes: bytes)
-        if streams[id] != nil {
-            var state = tuning[id] ?? WindowTuning()
-            if clientBackedUp {
-                if state.window > Self.initialStreamWindow {
-                    state.window = Self.initialStreamWindow
-                    session.setReceiveWindow(stream: id, size: state.window)
-                }
-                state.fastBytes = 0
-            } else {
-                state.fastBytes += bytes
-                if state.fastBytes >= Self.windowGrowthBytes && state.window < Self.maxStreamWindow {
-                    state.fastBytes = 0
-                    // The kernel takes a slow client's first MiBs as readily as a fast one's: only a client whose
-                    // socket queue is (nearly) empty gets the larger window.
-                    if streams[id]?.handler?.clientIsKeepingUp == true {
-                        state.window *= 2
-                        session.setReceiveWindow(stream: id, size: state.window)
-                    }
-                }
+        if let stream = streams[id] {
+            var window = windows[id] ?? StreamWindow()
+            let resized = window.consumed(bytes, clientBackedUp: clientBackedUp) {
+                stream.handler?.clientIsKeepingUp == true
             }
-            tuning[id] = state
+            if let resized { session.setReceiveWindow(stream: id, size: resized) }
+            windows[id] = window
         }
         scheduleFlush()
     }
@@ -145,7 +121,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func cancel(stream id: Int32) {
-        tuning.removeValue(forKey: id)
+        windows.removeValue(forKey: id)
         guard streams.removeValue(forKey: id) != nil else { return }
         session.resetStream(id, errorCode: 8)  // CANCEL
         flush()
@@ -308,7 +284,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
-        tuning.removeValue(forKey: stream)
+        windows.removeValue(forKey: stream)
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
         upstream.state = .finished
@@ -317,7 +293,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidClose stream: Int32, errorCode: UInt32) {
-        tuning.removeValue(forKey: stream)
+        windows.removeValue(forKey: stream)
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
         let name = HTTP2ErrorCode.name(errorCode)

@@ -63,7 +63,9 @@ final class UpstreamStream {
         case finished
     }
 
-    let request: UpstreamRequest
+    /// The request as sent; its header fields are dropped once the response head arrived (it is never sent again
+    /// then), so a watch that lasts hours does not keep its credentials and headers.
+    private(set) var request: UpstreamRequest
     weak var handler: (any UpstreamResponseHandler)?
     var state: State = .waiting
     /// Body queued while waiting for a connection.
@@ -184,6 +186,7 @@ final class UpstreamStream {
     func receivedHead(status: Int, headers: HTTPHeaders) {
         responseStarted = true
         if replayBody != nil { replayBody = nil }
+        request.headers = HTTPHeaders()
         handler?.upstreamDidReceiveHead(status: status, headers: headers)
     }
 

@@ -20,6 +20,8 @@ struct EventLoopStreamConnectionTests {
         }
         #expect(echoed == message)
         #expect(await TestIO.onLoop(loop) { delegate.bytes } == message)
+        // Nothing had to wait for the socket: no write source was made.
+        #expect(await TestIO.onLoop(loop) { connection.hasWriteSource } == false)
         await TestIO.onLoop(loop) { connection.close() }
         #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
         #expect(await TestIO.onLoop(loop) { delegate.events.last == .close && delegate.failures.isEmpty })
@@ -44,8 +46,10 @@ struct EventLoopStreamConnectionTests {
             }
             return connection.bufferedWriteBytes
         }
-        // The socket buffer is far smaller than 8 MiB: the EAGAIN path must have been taken.
+        // The socket buffer is far smaller than 8 MiB: the EAGAIN path must have been taken (and the write source
+        // made for it).
         #expect(buffered > 0)
+        #expect(await TestIO.onLoop(loop) { connection.hasWriteSource })
         #expect(await TestIO.onLoop(loop) { delegate.drainCount } == 0)
         let received = await TestIO.blocking {
             TestIO.read(peer, count: total, chunk: 16_384, pauseMicroseconds: 100)
