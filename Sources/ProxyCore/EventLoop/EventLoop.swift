@@ -13,6 +13,8 @@ public final class EventLoop: @unchecked Sendable {
     /// The read buffer lent to each read of this loop's connections, kept for the next read when nobody kept a
     /// slice of it. Only touched on `queue`.
     private var readBuffer = ByteBuffer()
+    /// Likewise the buffer TLS decrypts into, for all upstream connections of this loop. Only touched on `queue`.
+    private var plaintextBuffer = ByteBuffer()
 
     /// Size of one read burst and of the largest slice handed to `connection(_:didRead:)`.
     static let readBufferSize = 64 * 1024
@@ -61,6 +63,22 @@ public final class EventLoop: @unchecked Sendable {
         guard buffer.holdsStorageAlone(), buffer.storageCapacity >= EventLoop.readBufferSize else { return }
         buffer.clear()
         swap(&buffer, &readBuffer)
+    }
+
+    /// Lends the buffer TLS decrypts a read into (empty; its storage is the last one given back, if any). One per
+    /// loop rather than per upstream connection: an idle connection (one carrying watches) then keeps none. Must be
+    /// called on the loop; give it back with `recyclePlaintextBuffer`.
+    func takePlaintextBuffer() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        swap(&buffer, &plaintextBuffer)     // re-entrancy safe: a nested take gets a fresh buffer
+        buffer.clear()
+        return buffer
+    }
+
+    /// Keeps `buffer`'s storage for the next decryption if nobody kept a slice of it.
+    func recyclePlaintextBuffer(_ buffer: inout ByteBuffer) {
+        guard buffer.holdsStorageAlone() else { return }
+        swap(&buffer, &plaintextBuffer)
     }
 }
 

@@ -157,6 +157,8 @@ extension HTTP2Session {
             } else if let status = state.status, state.statusIsValid, status >= 200 {
                 pendingEvents.append(.head(stream: id, status: status, headers: state.headers))
                 streams[id]!.headRecorded = true
+                // The event has them; later header blocks (trailers) are ignored: nothing to keep for a long stream.
+                streams[id]!.headers = HTTPHeaders()
                 if endStream { pendingEvents.append(.end(stream: id)) }
             } else if let status = state.status, state.statusIsValid, status >= 100, !endStream {
                 // Interim 1xx head: ignored; the final head follows in a later HEADERS frame.

@@ -189,6 +189,8 @@ final class ClientConnection: StreamConnectionDelegate {
             current = exchange
             exchange.begin()
         }
+        // Nothing queued: give the queue's storage back (an idle watch would keep it for hours).
+        if pendingEvents.isEmpty { pendingEvents = [] }
         updateReadPausing()
     }
 

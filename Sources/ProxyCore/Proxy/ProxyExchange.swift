@@ -117,13 +117,15 @@ final class ProxyExchange: UpstreamResponseHandler {
         case .forward(let upstreamTarget, let filterPath, let proxyTarget):
             guard passesFilter(path: filterPath, host: host, hostClass: hostClass) else { return }
             self.proxyTarget = proxyTarget
-            upstreamPath = upstreamTarget
+            // Usually the same text as the client's target (`/api/...`): share its storage rather than keep a second
+            // copy for as long as the exchange lasts (hours for a watch).
+            upstreamPath = upstreamTarget == head.target ? head.target : upstreamTarget
             kind = RequestKind.classify(target: upstreamTarget, isUpgrade: head.isUpgrade)
             if kind == .watch { metrics.values.watches += 1 }
             if kind == .upgrade {
                 startUpgrade(upstreamTarget: upstreamTarget)
             } else {
-                forward(upstreamTarget: upstreamTarget)
+                forward(upstreamTarget: upstreamPath)
             }
         }
     }

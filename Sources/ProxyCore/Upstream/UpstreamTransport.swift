@@ -75,8 +75,6 @@ final class UpstreamTransport: StreamConnectionDelegate {
     private var tunnelOpen = false
     /// What failed, for `proxyd_upstream_connection_errors_total`; set with the failure that closed the transport.
     private(set) var failureKind: UpstreamErrorKind?
-    /// Decrypted bytes of one read; reused for the next read when the receiver kept no slice of it.
-    private var plaintextBuffer = ByteBuffer()
 
     /// TCP keep-alive period for this connection (`--keepalive`, upgrades only), `nil` for the system default.
     private let keepAlive: Duration?
@@ -417,16 +415,14 @@ final class UpstreamTransport: StreamConnectionDelegate {
             flushCiphertext()
             if !connected { return }
         }
-        // Decrypt into the buffer of the last read if the receiver kept nothing of it.
-        var plaintext = ByteBuffer()
-        swap(&plaintext, &plaintextBuffer)
-        plaintext.clear()
+        // Decrypt into the loop's buffer of the last read if its receiver kept nothing of it.
+        var plaintext = loop.takePlaintextBuffer()
         let result = tls.readPlaintext(into: &plaintext, max: Int.max)
         flushCiphertext()  // TLS 1.3 post-handshake messages, key updates
         if !plaintext.isEmpty {
             delegate?.transport(self, didRead: plaintext)
         }
-        if plaintext.holdsStorageAlone() { swap(&plaintext, &plaintextBuffer) }
+        loop.recyclePlaintextBuffer(&plaintext)
         switch result {
         case .complete, .needsInput: break
         case .closed: finish(failure: nil)
