@@ -239,7 +239,15 @@ public final class StreamConnection: @unchecked Sendable {
     public func enqueue(_ bytes: ByteBuffer) {
         loop.assertInLoop()
         guard closeState == .open, !shutdownRequested, !writeBroken, !bytes.isEmpty else { return }
-        writeQueue.append(bytes)
+        if writeRunning {
+            // The socket is backed up: a small slice of a large buffer gets storage of its own now, so the large one
+            // (a decrypted read shared by many streams) is not kept until this socket's next flush.
+            var own = bytes
+            own.compactIfWasteful()
+            writeQueue.append(own)
+        } else {
+            writeQueue.append(bytes)
+        }
     }
 
     /// Writes what `enqueue` queued, unless the connection is waiting for the socket to become writable anyway.

@@ -99,6 +99,31 @@ struct EventLoopStreamConnectionTests {
         #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
     }
 
+    @Test func aSliceQueuedBehindABackedUpSocketDoesNotPinItsBuffer() async {
+        let (ours, peer) = TestIO.socketPair()
+        defer { close(peer) }
+        let (delegate, connection) = await RecordingDelegate.start(fd: ours, loop: loop)
+        let filler = TestIO.pattern(count: 8 << 20)
+        let tail = TestIO.pattern(count: 65_536, seed: 7)
+        let (waiting, pinned, pinnedBeforeBackingUp) = await TestIO.onLoop(loop) { () -> (Bool, Bool, Bool) in
+            var early = ByteBuffer(bytes: tail)
+            connection.enqueue(early.slice(at: 0, length: 100))
+            let pinnedEarly = !early.holdsStorageAlone()   // not backed up yet: queued as it is
+            connection.write(ByteBuffer(bytes: filler))     // far more than the socket buffer: EAGAIN
+            var decrypted = ByteBuffer(bytes: tail)
+            connection.enqueue(decrypted.slice(at: 1000, length: 8192))
+            return (connection.isWaitingToWrite, !decrypted.holdsStorageAlone(), pinnedEarly)
+        }
+        #expect(waiting)
+        #expect(pinnedBeforeBackingUp)
+        #expect(!pinned)   // copied out at once, without waiting for this socket's next flush
+        let received = await TestIO.blocking { TestIO.read(peer, count: 100 + filler.count + 8192, chunk: 65_536) }
+        #expect(received == Array(tail[0..<100]) + filler + Array(tail[1000..<9192]))
+        #expect(await TestIO.eventually(on: loop) { delegate.drainCount == 1 })
+        await TestIO.onLoop(loop) { connection.close() }
+        #expect(await TestIO.eventually(on: loop) { delegate.closeCount == 1 })
+    }
+
     @Test func eofIsReportedOnceAndTheReadSourceStopsSpinning() async throws {
         let (ours, peer) = TestIO.socketPair()
         defer { close(peer) }
