@@ -1,7 +1,8 @@
 /// The queue of request-body bytes of one stream, waiting for nghttp2 to pull them into DATA frames.
 ///
-/// Chunks are kept as handed in (no coalescing copy); `read(into:)` copies across chunk boundaries.
-struct HTTP2RequestBodySource {
+/// Chunks are kept as handed in (no coalescing copy); `read(into:)` copies across chunk boundaries. A class, so a
+/// stream without a request body (most of them) carries only an empty reference in its `HTTP2Stream`.
+final class HTTP2RequestBodySource {
     private var chunks: [[UInt8]] = []
     private var head = 0            // index of the first chunk not fully read
     private var offset = 0          // bytes already read from chunks[head]
@@ -10,16 +11,16 @@ struct HTTP2RequestBodySource {
     /// `endBody` was called: after the queue drains, the stream ends.
     private(set) var isEnded = false
 
-    mutating func append(_ bytes: [UInt8]) {
+    func append(_ bytes: [UInt8]) {
         guard !isEnded, !bytes.isEmpty else { return }
         chunks.append(bytes)
         bufferedBytes += bytes.count
     }
 
-    mutating func end() { isEnded = true }
+    func end() { isEnded = true }
 
     /// Copies up to `buffer.count` bytes into `buffer`; returns how many were copied.
-    mutating func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         var copied = 0
         while copied < buffer.count, head < chunks.count {
             let chunk = chunks[head]
@@ -48,7 +49,7 @@ struct HTTP2RequestBodySource {
     }
 
     /// Drops everything queued (stream reset or closed).
-    mutating func discard() {
+    func discard() {
         chunks = []
         head = 0
         offset = 0

@@ -1,14 +1,12 @@
 /// What the session knows about one client-initiated stream. Owned by `HTTP2Session`'s stream table
 /// (no Swift pointers are stored as nghttp2 stream user data).
+///
+/// Kept small (a session's table holds up to MAX_CONCURRENT_STREAMS of these, most of them idle watches): the
+/// fields are ordered so the one-byte ones share the tail, and a request body lives in a separate object.
 struct HTTP2Stream {
     /// Response head being assembled from the current HEADERS block.
-    var status: Int?
-    var statusIsValid = true
     var headers = HTTPHeaders()
     var headerBytes = 0
-    /// A final (non-1xx) response head was recorded; later HEADERS are trailers.
-    var headRecorded = false
-
     /// Request body waiting for nghttp2 (nil: the request had no body).
     var body: HTTP2RequestBodySource?
 
@@ -16,6 +14,11 @@ struct HTTP2Stream {
     /// `nghttp2_session_consume` yet. Grows when a chunk is recorded, shrinks on `consume(stream:bytes:)`, and
     /// whatever is left is given back to the connection window exactly once, when the close is delivered.
     var unconsumed = 0
+
+    var status: Int?
+    var statusIsValid = true
+    /// A final (non-1xx) response head was recorded; later HEADERS are trailers.
+    var headRecorded = false
 
     /// We sent (or queued) RST_STREAM: further head/data/end events for it are dropped, only the close is delivered.
     var resetByUs = false

@@ -58,7 +58,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// `Authorization`, or not sent upstream).
     private var credentialRevision: UInt64?
     /// The service or pod of a request on its own host (`*.svc.localhost`): its responses are rewritten to stay there.
-    private var proxyTarget: ProxyTarget?
+    private var proxyTarget: ProxyTargetBox?
     /// Gathering the service index page.
     private var serviceIndexLoader: ServiceIndexLoader?
 
@@ -116,7 +116,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             startServiceIndex(hostClass: hostClass)
         case .forward(let upstreamTarget, let filterPath, let proxyTarget):
             guard passesFilter(path: filterPath, host: host, hostClass: hostClass) else { return }
-            self.proxyTarget = proxyTarget
+            self.proxyTarget = proxyTarget.map(ProxyTargetBox.init)
             // Usually the same text as the client's target (`/api/...`): share its storage rather than keep a second
             // copy for as long as the exchange lasts (hours for a watch).
             upstreamPath = upstreamTarget == head.target ? head.target : upstreamTarget
@@ -365,7 +365,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         head.headers = HTTPHeaders()
         var headers = HeaderRewriter.clientResponseHeaders(upstreamHeaders)
         if let proxyTarget {
-            TargetResponseRewriter(target: proxyTarget, locations: version.locationRewriter).rewrite(&headers)
+            TargetResponseRewriter(target: proxyTarget.value, locations: version.locationRewriter).rewrite(&headers)
         } else if let location = headers.first("location"), let local = version.locationRewriter.rewrite(location) {
             headers.replaceOrAdd(name: "Location", value: local)
         }
@@ -561,4 +561,10 @@ final class ProxyExchange: UpstreamResponseHandler {
             "\(connection.peer) \"\(head.method) \(head.target)\" \(status) \(responseBytes) \(micros)us",
             metadata: [LogKeys.connectionID: "\(connection.id)"])
     }
+}
+
+/// A `ProxyTarget` (72 bytes) held out of line: most exchanges have none, and the exchange of a watch lives long.
+private final class ProxyTargetBox {
+    let value: ProxyTarget
+    init(_ value: ProxyTarget) { self.value = value }
 }
