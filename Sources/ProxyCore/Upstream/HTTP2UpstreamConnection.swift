@@ -11,9 +11,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     /// Connection receive window: the sum of all streams' windows may not exceed it.
     static let connectionWindow: Int32 = 64 << 20
 
-    /// Receive windows of the streams whose window was tuned (see `StreamWindow`); absent: `StreamWindow.initial`.
-    private var windows: [Int32: StreamWindow] = [:]
-
     let id: Int
     let transport: UpstreamTransport
     private(set) var session: HTTP2Session!
@@ -72,6 +69,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         }
         streams[id] = stream
         stream.state = .http2(self, id)
+        stream.receiveWindow = StreamWindow()
         lastActivity = .now()
         if hasBody {
             for chunk in pending.chunks { session.appendBody(chunk, stream: id) }
@@ -97,12 +95,10 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     func consume(stream id: Int32, bytes: Int, clientBackedUp: Bool = false) {
         session.consume(stream: id, bytes: bytes)
         if let stream = streams[id] {
-            var window = windows[id] ?? StreamWindow()
-            let resized = window.consumed(bytes, clientBackedUp: clientBackedUp) {
+            let resized = stream.receiveWindow.consumed(bytes, clientBackedUp: clientBackedUp) {
                 stream.handler?.clientIsKeepingUp == true
             }
             if let resized { session.setReceiveWindow(stream: id, size: resized) }
-            windows[id] = window
         }
         scheduleFlush()
     }
@@ -121,7 +117,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func cancel(stream id: Int32) {
-        windows.removeValue(forKey: id)
         guard streams.removeValue(forKey: id) != nil else { return }
         session.resetStream(id, errorCode: 8)  // CANCEL
         flush()
@@ -284,7 +279,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
-        windows.removeValue(forKey: stream)
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
         upstream.state = .finished
@@ -293,7 +287,6 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidClose stream: Int32, errorCode: UInt32) {
-        windows.removeValue(forKey: stream)
         guard let upstream = streams.removeValue(forKey: stream) else { return }
         lastActivity = .now()
         let name = HTTP2ErrorCode.name(errorCode)

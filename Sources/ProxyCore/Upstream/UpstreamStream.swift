@@ -68,6 +68,8 @@ final class UpstreamStream {
     private(set) var request: UpstreamRequest
     weak var handler: (any UpstreamResponseHandler)?
     var state: State = .waiting
+    /// The receive window its HTTP/2 connection advertises for it (kept here rather than in a table per connection).
+    var receiveWindow = StreamWindow()
     /// Body queued while waiting for a connection.
     var pendingBody: [[UInt8]] = []
     var pendingBodyBytes = 0
