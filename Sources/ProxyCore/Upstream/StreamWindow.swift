@@ -9,8 +9,10 @@ struct StreamWindow: Equatable {
     /// SETTINGS_INITIAL_WINDOW_SIZE: 64 KiB (RFC 9113's default is 65,535), per stream.
     static let initial: Int32 = 64 * 1024
     static let maximum: Int32 = 2 << 20
-    /// Bytes a client must take without backing up before the window doubles.
-    static let growthBytes = 1 << 20
+    /// Bytes a client must take without backing up before the window doubles: a fast client reaches 1 MiB after
+    /// its first MiB (fewer WINDOW_UPDATEs and smaller bursts on a large list). A slow one does not: by then the
+    /// kernel holds far more than `clientKeepingUp` allows of what it has not read.
+    static let growthBytes = 256 << 10
 
     private(set) var size = StreamWindow.initial
     /// Bytes the client took since the window last changed (or since it last backed up).

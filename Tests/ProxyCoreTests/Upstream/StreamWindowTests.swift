@@ -8,7 +8,8 @@ struct StreamWindowTests {
         #expect(StreamWindow.initial == 65_536)
     }
 
-    @Test func doublesAfterEachMiBAFastClientTakesUpTo2MiB() {
+    @Test func doublesAfterEach256KiBAFastClientTakesUpTo2MiB() {
+        #expect(StreamWindow.growthBytes == 256 * 1024)
         var window = StreamWindow()
         var sizes: [Int32] = []
         for _ in 0..<(8 * 16) {   // 8 MiB in 64 KiB pieces
@@ -24,7 +25,7 @@ struct StreamWindowTests {
     @Test func aClientWithMuchUnsentInTheKernelDoesNotGrowIt() {
         var window = StreamWindow()
         var asked = 0
-        for _ in 0..<(4 * 16) {
+        for _ in 0..<16 {   // 1 MiB in 64 KiB pieces
             let resized = window.consumed(64 * 1024, clientBackedUp: false) {
                 asked += 1
                 return false
@@ -32,19 +33,19 @@ struct StreamWindowTests {
             #expect(resized == nil)
         }
         #expect(window.size == StreamWindow.initial)
-        #expect(asked == 4)   // asked once per MiB taken, not for every piece
+        #expect(asked == 4)   // asked once per 256 KiB taken, not for every piece
     }
 
     @Test func backingUpShrinksItToTheInitialSizeAndStartsTheCountAgain() {
         var window = StreamWindow()
-        for _ in 0..<(3 * 16) { _ = window.consumed(64 * 1024, clientBackedUp: false, clientKeepingUp: { true }) }
+        for _ in 0..<12 { _ = window.consumed(64 * 1024, clientBackedUp: false, clientKeepingUp: { true }) }
         let halfMiB: Int32 = 512 << 10
         #expect(window.size == halfMiB)
         #expect(window.consumed(1000, clientBackedUp: true, clientKeepingUp: { true }) == StreamWindow.initial)
         #expect(window.consumed(1000, clientBackedUp: true, clientKeepingUp: { true }) == nil)   // already initial
-        // Growth needs a whole MiB again after backing up.
+        // Growth needs 256 KiB again after backing up.
         var grew: Int32?
-        for _ in 0..<15 { grew = window.consumed(64 * 1024, clientBackedUp: false, clientKeepingUp: { true }) ?? grew }
+        for _ in 0..<3 { grew = window.consumed(64 * 1024, clientBackedUp: false, clientKeepingUp: { true }) ?? grew }
         #expect(grew == nil)
         let doubled: Int32 = 128 << 10
         #expect(window.consumed(64 * 1024, clientBackedUp: false, clientKeepingUp: { true }) == doubled)
