@@ -460,30 +460,24 @@ struct StandInFixture {
     func run(_ executable: String, _ arguments: [String]) async throws -> StandInCommandResult {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-                process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory]
-                let out = Pipe()
-                let err = Pipe()
-                process.standardOutput = out
-                process.standardError = err
-                process.standardInput = FileHandle.nullDevice
+                let process: Subprocess
                 do {
-                    try process.run()
+                    process = try Subprocess(
+                        executable: executable, arguments: arguments, environment: ["PATH": "/usr/bin:/bin", "HOME": directory])
                 } catch {
                     continuation.resume(throwing: error)
                     return
                 }
+                let out = process.standardOutput, err = process.standardError
                 let stderr = Box(Data())
                 let group = DispatchGroup()
                 group.enter()
                 DispatchQueue.global().async {
-                    let data = err.fileHandleForReading.readDataToEndOfFile()
+                    let data = err.readDataToEndOfFile()
                     stderr.withLock { $0 = data }
                     group.leave()
                 }
-                let stdout = out.fileHandleForReading.readDataToEndOfFile()
+                let stdout = out.readDataToEndOfFile()
                 group.wait()
                 process.waitUntilExit()
                 continuation.resume(returning: StandInCommandResult(
@@ -498,28 +492,21 @@ struct StandInFixture {
 
 /// A long-running subprocess whose stdout is read line by line, each read bounded by a timeout.
 private final class LineStream {
-    private let process: Process
+    private let process: Subprocess
     private let state = Box((buffer: Data(), lines: [String](), eof: false))
     private let errors = Box(Data())
 
     init(executable: String, arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
-        let out = Pipe()
-        process.standardOutput = out
-        let err = Pipe()
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        self.process = process
-        try process.run()
+        process = try Subprocess(
+            executable: executable, arguments: arguments,
+            environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()])
+        let err = process.standardError
         let errors = self.errors
         Thread.detachNewThread {
-            let data = err.fileHandleForReading.readDataToEndOfFile()
+            let data = err.readDataToEndOfFile()
             errors.withLock { $0 = data }
         }
-        let handle = out.fileHandleForReading
+        let handle = process.standardOutput
         let state = self.state
         Thread.detachNewThread {
             while true {

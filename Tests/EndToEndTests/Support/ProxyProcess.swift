@@ -42,16 +42,12 @@ extension BuildProducts {
 
 /// A child process started by a test; stopped by PID (only processes we started).
 final class ChildProcess: @unchecked Sendable {
-    let process = Process()
-    private let stdoutPipe = Pipe()
-    private let stderrPipe = Pipe()
+    let process: Subprocess
     private let lock = NSLock()
     private var stdoutData = Data()
     private var stderrData = Data()
 
     init(executable: URL, arguments: [String], environment: [String: String]? = nil) throws {
-        process.executableURL = executable
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "KUBECONFIG")
         env.removeValue(forKey: "KUBERNETES_SERVICE_HOST")
@@ -60,21 +56,17 @@ final class ChildProcess: @unchecked Sendable {
             env.removeValue(forKey: name)
         }
         for (k, v) in environment ?? [:] { env[k] = v }
-        process.environment = env
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
-        process.standardInput = FileHandle.nullDevice
-        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+        process = try Subprocess(executable: executable.path, arguments: arguments, environment: env)
+        process.standardOutput.readabilityHandler = { [weak self] h in
             let d = h.availableData
             guard let self, !d.isEmpty else { return }
             self.lock.withLock { self.stdoutData.append(d) }
         }
-        stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+        process.standardError.readabilityHandler = { [weak self] h in
             let d = h.availableData
             guard let self, !d.isEmpty else { return }
             self.lock.withLock { self.stderrData.append(d) }
         }
-        try process.run()
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -116,9 +108,9 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-        }
+        process.standardOutput.readabilityHandler = nil
+        process.standardError.readabilityHandler = nil
+        if process.isRunning { kill(pid, SIGKILL) }
     }
 
     /// Open descriptors of the process, from /proc.

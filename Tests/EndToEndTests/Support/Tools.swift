@@ -23,26 +23,18 @@ enum Tool {
         timeout: Duration = .seconds(60)
     ) async throws -> CommandResult {
         guard let exe = path(name) else { throw ChildError("\(name) is not installed (scripts/install-deps installs it)") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "KUBECONFIG")
         env["HOME"] = NSTemporaryDirectory()  // no user kubeconfig or kubectl cache leaks in
         for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let inPipe = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
+        let process = try Subprocess(executable: exe, arguments: arguments, environment: env, input: input == nil ? .null : .pipe)
+        let out = process.standardOutput, err = process.standardError
         let outBox = DataBox(), errBox = DataBox()
-        out.fileHandleForReading.readabilityHandler = { h in outBox.append(h.availableData) }
-        err.fileHandleForReading.readabilityHandler = { h in errBox.append(h.availableData) }
-        try process.run()
-        if let input {
-            inPipe.fileHandleForWriting.write(input)
-            try? inPipe.fileHandleForWriting.close()
+        out.readabilityHandler = { h in outBox.append(h.availableData) }
+        err.readabilityHandler = { h in errBox.append(h.availableData) }
+        if let input, let stdin = process.standardInput {
+            stdin.write(input)
+            try? stdin.close()
         }
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
@@ -53,10 +45,10 @@ enum Tool {
             try await Task.sleep(for: .milliseconds(10))
         }
         try await Task.sleep(for: .milliseconds(20))
-        out.fileHandleForReading.readabilityHandler = nil
-        err.fileHandleForReading.readabilityHandler = nil
-        outBox.append(out.fileHandleForReading.readDataToEndOfFile())
-        errBox.append(err.fileHandleForReading.readDataToEndOfFile())
+        out.readabilityHandler = nil
+        err.readabilityHandler = nil
+        outBox.append(out.readDataToEndOfFile())
+        errBox.append(err.readDataToEndOfFile())
         return CommandResult(status: process.terminationStatus, stdout: outBox.data, stderr: String(decoding: errBox.data, as: UTF8.self))
     }
 
