@@ -131,12 +131,6 @@ final class Subprocess: @unchecked Sendable {
         return signal == 0 ? (status >> 8) & 0xff : signal
     }
 
-    /// Whether a signal ended the child.
-    var terminatedBySignal: Bool {
-        guard let status = lock.withLock({ waitStatus }), status != -1 else { return false }
-        return status & 0x7f != 0
-    }
-
     /// Blocks the calling thread until the child exits (for callers on a background queue).
     func waitUntilExit() {
         while isRunning { usleep(5_000) }
