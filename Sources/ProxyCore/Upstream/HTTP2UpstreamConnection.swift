@@ -15,7 +15,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     let transport: UpstreamTransport
     private(set) var session: HTTP2Session!
     private unowned let pool: UpstreamPool
-    private var streams: [Int32: UpstreamStream] = [:]
+    private var streams = StreamTable<UpstreamStream>()
     private var inFeed = false
     private var inFlush = false
     private var flushScheduled = false
@@ -117,7 +117,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func cancel(stream id: Int32) {
-        guard streams.removeValue(forKey: id) != nil else { return }
+        guard streams.removeValue(forID: id) != nil else { return }
         session.resetStream(id, errorCode: 8)  // CANCEL
         flush()
         pool.streamFinished(on: self)
@@ -169,8 +169,8 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         } while flushPending && transport.bufferedWriteBytes < Self.writeHighWater
         inFlush = false
         // Bodies may have moved into nghttp2: let paused clients continue.
-        for stream in streams.values where stream.bodyPaused {
-            stream.checkBodyDrained()
+        streams.forEachValue { stream in
+            if stream.bodyPaused { stream.checkBodyDrained() }
         }
         if !session.wantsReadOrWrite && streams.isEmpty && transport.bufferedWriteBytes == 0 {
             close()
@@ -203,7 +203,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         let orphans = streams
         streams.removeAll()
         let reason = failure ?? .badGateway("the apiserver closed the connection")
-        for (id, stream) in orphans.sorted(by: { $0.key < $1.key }) {
+        for (id, stream) in orphans.sortedEntries() {
             let point: UpstreamFailurePoint
             if stream.responseStarted {
                 point = .final
@@ -279,7 +279,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidEnd stream: Int32) {
-        guard let upstream = streams.removeValue(forKey: stream) else { return }
+        guard let upstream = streams.removeValue(forID: stream) else { return }
         lastActivity = .now()
         upstream.state = .finished
         upstream.handler?.upstreamDidEnd()
@@ -287,7 +287,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
     }
 
     func session(_ s: HTTP2Session, streamDidClose stream: Int32, errorCode: UInt32) {
-        guard let upstream = streams.removeValue(forKey: stream) else { return }
+        guard let upstream = streams.removeValue(forID: stream) else { return }
         lastActivity = .now()
         let name = HTTP2ErrorCode.name(errorCode)
         // REFUSED_STREAM: the server did not process it (RFC 9113 §8.7), so it may go elsewhere.
@@ -299,9 +299,9 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
 
     func session(_ s: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: UInt32) {
         // Streams above lastStreamID were never processed: the pool may retry them elsewhere.
-        let refused = streams.filter { $0.key > lastStreamID }
-        for (id, _) in refused { streams.removeValue(forKey: id) }
-        pool.connectionIsGoingAway(self, refused: refused.sorted { $0.key < $1.key }.map(\.value))
+        let refused = streams.sortedEntries().filter { $0.id > lastStreamID }
+        for (id, _) in refused { streams.removeValue(forID: id) }
+        pool.connectionIsGoingAway(self, refused: refused.map(\.value))
     }
 
     func sessionDidReceivePingAck(_ s: HTTP2Session) {
