@@ -8,7 +8,7 @@ public enum HTTP1Serializer {
     /// proxyd always speaks HTTP/1.1 to clients, so `head.version` is not used.
     public static func responseHead(_ head: HTTPResponseHead) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + head.headers.count * 48)
+        out.reserveCapacity(48 + head.reason.utf8.count + fieldsSize(head.headers))
         out.append(contentsOf: "HTTP/1.1 ".utf8)
         appendStatus(head.status, to: &out)
         out.append(ASCII.sp)
@@ -21,7 +21,7 @@ public enum HTTP1Serializer {
     /// `<method> <target> HTTP/1.1\r\n` + fields + `\r\n`.
     public static func requestHead(method: String, target: String, headers: HTTPHeaders) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + target.utf8.count + headers.count * 48)
+        out.reserveCapacity(16 + method.utf8.count + 3 * target.utf8.count + fieldsSize(headers))
         out.append(contentsOf: method.utf8.lazy.filter(HTTP1Syntax.isTChar))
         out.append(ASCII.sp)
         for b in target.utf8 {
@@ -140,6 +140,13 @@ public enum HTTP1Serializer {
         out.append(UInt8(ascii: "0") + UInt8(status / 100))
         out.append(UInt8(ascii: "0") + UInt8(status / 10 % 10))
         out.append(UInt8(ascii: "0") + UInt8(status % 10))
+    }
+
+    /// Bytes the fields take when serialised (at most: invalid fields are skipped), with the blank line.
+    private static func fieldsSize(_ headers: HTTPHeaders) -> Int {
+        var size = 2
+        for field in headers.fields { size += field.name.utf8.count + field.value.utf8.count + 4 }
+        return size
     }
 
     private static func appendFields(_ headers: HTTPHeaders, to out: inout [UInt8]) {

@@ -30,6 +30,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
         return AnyIterator { it.next().map { ($0.name, $0.value) } }
     }
 
+    /// Makes room for `count` fields in all, so that adding them does not grow the list step by step.
+    public mutating func reserveCapacity(_ count: Int) {
+        fields.reserveCapacity(count)
+    }
+
     public mutating func add(name: String, value: String) {
         fields.append(Field(name: name, value: value))
     }
