@@ -243,6 +243,14 @@ final class ClientConnection: StreamConnectionDelegate {
         scheduleFlush()
     }
 
+    /// Queues a response head, serialised straight into the output buffer; sent at the end of this loop turn.
+    func writeResponseHead(_ head: HTTPResponseHead) {
+        guard !closed else { return }
+        noteResponseMoved()
+        HTTP1Serializer.writeResponseHead(head, into: &pendingOutput)
+        scheduleFlush()
+    }
+
     /// Queues `bytes` as they are (no copy unless tiny); sent at the end of this loop turn.
     func write(_ bytes: ByteBuffer) {
         guard !closed, !bytes.isEmpty else { return }
