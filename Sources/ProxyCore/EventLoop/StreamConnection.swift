@@ -125,7 +125,7 @@ public final class StreamConnection: @unchecked Sendable {
         let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
         // Strong captures on purpose: an open connection stays alive until closed. libdispatch releases the
         // handlers once a source's cancellation completes, and `sourceCancelled` drops the sources: no cycle left.
-        read.setEventHandler { self.readable() }
+        read.setEventHandler { self.loop.turn { self.readable() } }
         read.setCancelHandler { self.sourceCancelled() }
         readSource = read
         pendingCancelHandlers = 1
@@ -319,7 +319,7 @@ public final class StreamConnection: @unchecked Sendable {
     /// cancelled, registering and unregistering with epoll.
     private func makeWriteSource() -> any DispatchSourceWrite {
         let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
-        write.setEventHandler { self.writable() }
+        write.setEventHandler { self.loop.turn { self.writable() } }
         write.setCancelHandler { self.sourceCancelled() }
         writeSource = write
         pendingCancelHandlers += 1

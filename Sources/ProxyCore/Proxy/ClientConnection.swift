@@ -6,7 +6,7 @@ import Logging
 ///
 /// Pipelined requests are answered in order: the next request starts when the current response is complete;
 /// requests parsed meanwhile wait in `pendingEvents` (reading pauses when that queue grows).
-final class ClientConnection: StreamConnectionDelegate {
+final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     static let lingerTimeout: Duration = .seconds(2)
     /// How long a closing connection may sit with unwritten response bytes before it is dropped.
     static let closingStallTimeout: Duration = .seconds(60)
@@ -286,9 +286,10 @@ final class ClientConnection: StreamConnectionDelegate {
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        let box = WeakLoopBound(self)
-        context.loop.execute { box.value?.flushOutput() }
+        context.loop.atEndOfTurn(self)
     }
+
+    func endOfTurn() { flushOutput() }
 
     /// Sends what `write` queued during this loop turn (one `sendmsg` for all of it).
     func flushOutput() {

@@ -103,8 +103,10 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         scheduleFlush()
     }
 
-    /// Flushes at the end of this loop turn, so the frames of everything that happened in it (several requests'
-    /// HEADERS, WINDOW_UPDATEs) share TLS records and one socket write.
+    /// Flushes after the work already queued on the loop, so the frames of everything that happened meanwhile
+    /// (several clients' requests: each client's read event is its own turn) share TLS records and one socket
+    /// write. A queued block on purpose: flushing at the end of each turn instead (`atEndOfTurn`, as clients do)
+    /// cost one TLS record and one write per request and halved the requests per second at c=64.
     private func scheduleFlush() {
         guard !flushScheduled, !isClosed else { return }
         flushScheduled = true
