@@ -24,7 +24,7 @@ enum HeaderRewriter {
     static func removeHopByHop(_ headers: inout HTTPHeaders, keepUpgrade: Bool = false) {
         guard keepUpgrade || headers.fields.contains(where: { isHopByHop($0.name) }) else { return }
         let named = headers.tokens("connection")  // lowercased
-        let teTrailers = headers.tokens("te").contains("trailers")
+        let teTrailers = headers.containsToken("te", "trailers")
         headers.removeAll { field in
             if keepUpgrade && field.name.equalsIgnoringASCIICase("upgrade") { return false }
             return isHopByHop(field.name) || named.contains { field.name.equalsIgnoringASCIICase($0) }
