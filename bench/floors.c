@@ -12,9 +12,15 @@
 //
 //   floors relay UPSTREAM_PORT CA_FILE PATH COUNT SINK_PORT
 //       Fetches https://127.0.0.1:UPSTREAM_PORT/PATH COUNT times over one TLS connection (HTTP/1.1 keep-alive,
-//       OpenSSL reading the socket itself, 64 KiB reads) and writes every body byte to 127.0.0.1:SINK_PORT: the
+//       OpenSSL reading the socket itself with read-ahead into 64 KiB) and writes every body byte to 127.0.0.1:SINK_PORT: the
 //       decrypt-and-forward that a TLS-terminating proxy cannot avoid. Prints
 //       `relay <MiB> <CPU ms per MiB, user+system> <MB/s> <CPU ms per MiB in user space>`.
+//
+//   floors tlsget UPSTREAM_PORT CA_FILE PATH COUNT DEPTH
+//       Sends COUNT requests for PATH over one TLS connection (HTTP/1.1, pipelined DEPTH deep, each batch of new
+//       requests in one write) and reads the answers: the upstream half of a proxy's work per small request with
+//       ideal batching, without HTTP/2 framing or any proxy logic. Prints
+//       `tlsget <requests> <CPU us per request, user+system> <CPU us per request in user space>`.
 //
 // Built by bench/run with `cc -O2 ... -lssl -lcrypto`. Talks only to 127.0.0.1.
 #define _GNU_SOURCE
@@ -162,15 +168,24 @@ static void write_all(int fd, const char *p, size_t len) {
     }
 }
 
-static int relay_mode(int port, const char *ca, const char *path, int count, int sink_port) {
+/// A verified TLS connection to 127.0.0.1:port (OpenSSL reads and writes the socket itself).
+static SSL *tls_connect(int port, const char *ca) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) { ERR_print_errors_fp(stderr); return 1; }
+    if (!ctx || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) { ERR_print_errors_fp(stderr); exit(1); }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     int fd = connect_to(port);
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
+    // Read ahead into a 64 KiB buffer: one read system call for many records, as proxyd reads 64 KiB at a time.
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_default_read_buffer_len(ssl, 64 * 1024);
     SSL_set1_host(ssl, "127.0.0.1");
-    if (SSL_connect(ssl) != 1) { ERR_print_errors_fp(stderr); return 1; }
+    if (SSL_connect(ssl) != 1) { ERR_print_errors_fp(stderr); exit(1); }
+    return ssl;
+}
+
+static int relay_mode(int port, const char *ca, const char *path, int count, int sink_port) {
+    SSL *ssl = tls_connect(port, ca);
     int sink = connect_to(sink_port);
 
     char request[512];
@@ -209,12 +224,60 @@ static int relay_mode(int port, const char *ca, const char *path, int count, int
     return 0;
 }
 
+static int tlsget_mode(int port, const char *ca, const char *path, int count, int depth) {
+    SSL *ssl = tls_connect(port, ca);
+    char request[512];
+    int request_len = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    char *batch = malloc((size_t)request_len * depth);
+    for (int i = 0; i < depth; i++) memcpy(batch + (size_t)i * request_len, request, request_len);
+    static char buf[256 * 1024];
+    size_t have = 0;
+    int sent = 0, done = 0;
+    double c0 = cpu_seconds(0), u0 = cpu_seconds(1);
+    int first = depth < count ? depth : count;
+    if (SSL_write(ssl, batch, request_len * first) != request_len * first) { ERR_print_errors_fp(stderr); return 1; }
+    sent = first;
+    while (done < count) {
+        int r = SSL_read(ssl, buf + have, (int)(sizeof buf - have - 1));
+        if (r <= 0) { ERR_print_errors_fp(stderr); return 1; }
+        have += (size_t)r;
+        // Complete answers in the buffer: head up to "\r\n\r\n", then Content-Length bytes.
+        size_t at = 0;
+        int answered = 0;
+        for (;;) {
+            buf[have] = 0;
+            char *end = strstr(buf + at, "\r\n\r\n");
+            if (!end) break;
+            char *cl = strcasestr(buf + at, "\r\ncontent-length:");
+            if (!cl || cl > end) { fprintf(stderr, "tlsget: no Content-Length\n"); return 1; }
+            size_t total = (size_t)(end + 4 - (buf + at)) + (size_t)strtol(cl + 17, NULL, 10);
+            if (at + total > have) break;
+            at += total;
+            answered++;
+        }
+        memmove(buf, buf + at, have - at);
+        have -= at;
+        done += answered;
+        int more = count - sent < answered ? count - sent : answered;
+        if (more > 0) {
+            if (SSL_write(ssl, batch, request_len * more) != request_len * more) { ERR_print_errors_fp(stderr); return 1; }
+            sent += more;
+        }
+    }
+    double cpu = cpu_seconds(0) - c0, user = cpu_seconds(1) - u0;
+    printf("tlsget %d %.2f %.2f\n", count, cpu * 1e6 / count, user * 1e6 / count);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "epoll") == 0) epoll_mode(atoi(argv[2]), atoi(argv[3]));
     if (argc == 3 && strcmp(argv[1], "sink") == 0) return sink_mode(atoi(argv[2]));
     if (argc == 7 && strcmp(argv[1], "relay") == 0)
         return relay_mode(atoi(argv[2]), argv[3], argv[4], atoi(argv[5]), atoi(argv[6]));
+    if (argc == 7 && strcmp(argv[1], "tlsget") == 0)
+        return tlsget_mode(atoi(argv[2]), argv[3], argv[4], atoi(argv[5]), atoi(argv[6]));
     fprintf(stderr, "usage: floors epoll PORT BODY_BYTES | floors sink PORT |"
-                    " floors relay UPSTREAM_PORT CA_FILE PATH COUNT SINK_PORT\n");
+                    " floors relay UPSTREAM_PORT CA_FILE PATH COUNT SINK_PORT |"
+                    " floors tlsget UPSTREAM_PORT CA_FILE PATH COUNT DEPTH\n");
     return 2;
 }
