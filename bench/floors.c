@@ -265,7 +265,7 @@ static int tlsget_mode(int port, const char *ca, const char *path, int count, in
         }
     }
     double cpu = cpu_seconds(0) - c0, user = cpu_seconds(1) - u0;
-    printf("tlsget %d %.2f %.2f\n", count, cpu * 1e6 / count, user * 1e6 / count);
+    printf("tlsget %d %.1f %.1f\n", count, cpu * 1e6 / count, user * 1e6 / count);
     return 0;
 }
 
