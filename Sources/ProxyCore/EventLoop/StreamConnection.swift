@@ -71,7 +71,7 @@ public final class StreamConnection: @unchecked Sendable {
     private var closeState = CloseState.open
     private var started = false
     private var fdClosed = false
-    private var inSourceHandler = false      // one of this connection's source handlers is running
+    private var inSourceHandler = false      // one of this connection's source handlers runs (`sourceEvent`)
 
     private var readActivated = false
     private var readRunning = false          // activated and not suspended
@@ -133,7 +133,7 @@ public final class StreamConnection: @unchecked Sendable {
         // Strong captures on purpose: an open connection stays alive until closed. libdispatch releases the
         // handlers once a source's cancellation completes, and `sourceCancelled` drops the sources: no cycle left.
         // The cancel handler is set only in `close()` (see `cancel(_:)`).
-        read.setEventHandler { self.readable() }
+        read.setEventHandler { self.sourceEvent { self.readable() } }
         readSource = read
         pendingCancelHandlers = 1
         updateReadSource()
@@ -187,10 +187,16 @@ public final class StreamConnection: @unchecked Sendable {
         readRunning = shouldRun
     }
 
+    /// One event of one of the sources: a turn of the loop (work registered with `atEndOfTurn` runs at its end,
+    /// still inside the source's handler as far as libdispatch is concerned, see `cancel(_:)`).
+    private func sourceEvent(_ body: () -> Void) {
+        inSourceHandler = true
+        loop.turn(body)
+        inSourceHandler = false
+    }
+
     private func readable() {
         guard closeState == .open, readRunning else { return }
-        inSourceHandler = true
-        defer { inSourceHandler = false }
         readEventCount += 1
         var buffer = loop.takeReadBuffer()
         defer { loop.recycleReadBuffer(&buffer) }
@@ -275,8 +281,6 @@ public final class StreamConnection: @unchecked Sendable {
 
     private func writable() {
         guard closeState == .open, writeRunning else { return }
-        inSourceHandler = true
-        defer { inSourceHandler = false }
         writeEventCount += 1
         flush(inEvent: true)
     }
@@ -330,7 +334,7 @@ public final class StreamConnection: @unchecked Sendable {
     /// cancelled, registering and unregistering with epoll.
     private func makeWriteSource() -> DispatchSource {
         let write = Self.concrete(DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue))
-        write.setEventHandler { self.writable() }
+        write.setEventHandler { self.sourceEvent { self.writable() } }
         writeSource = write
         pendingCancelHandlers += 1
         return write

@@ -121,6 +121,7 @@ public struct HTTP1RequestParser: Sendable {
             ) else { return }
             if line.isEmpty { return }  // RFC 9112 §2.2: ignore empty lines before a request line
             head = try Self.parseRequestLine(line)
+            head.headers.reserveCapacity(Self.expectedFieldCount)
             headerBytes = 0
             state = .fields
         case .fields:
@@ -151,6 +152,9 @@ public struct HTTP1RequestParser: Sendable {
         }
     }
 
+    /// Room made for a request's fields at once: kubectl and client-go send 5 to 8, curl 3, browsers 10 to 16.
+    static let expectedFieldCount = 12
+
     private mutating func completeHead(_ events: inout [HTTP1RequestEvent]) throws(HTTP1Error) {
         let hosts = head.headers.values("host").count
         guard hosts <= 1 else { throw .badRequest("multiple Host fields") }
@@ -161,6 +165,7 @@ public struct HTTP1RequestParser: Sendable {
         } else {
             afterMessage = head.keepAlive ? .requestLine : .closed
         }
+        events.reserveCapacity(events.count + 2)   // the head and, usually, the end: one allocation
         events.append(.head(head))
         head = HTTPRequestHead(method: "", target: "")
         if framing == .none {

@@ -8,20 +8,25 @@ public enum HTTP1Serializer {
     /// proxyd always speaks HTTP/1.1 to clients, so `head.version` is not used.
     public static func responseHead(_ head: HTTPResponseHead) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + head.headers.count * 48)
-        out.append(contentsOf: "HTTP/1.1 ".utf8)
-        appendStatus(head.status, to: &out)
-        out.append(ASCII.sp)
-        appendText(head.reason.isEmpty ? reasonPhrase(for: head.status) : head.reason, to: &out)
-        out.append(contentsOf: crlf)
-        appendFields(head.headers, to: &out)
+        writeResponseHead(head, into: &out)
         return out
     }
 
-    /// `<method> <target> HTTP/1.1\r\n` + fields + `\r\n`.
+    /// Appends the serialised head to `out`: a client connection's output buffer, so the head is written where it
+    /// is sent from rather than built in an array and copied there.
+    static func writeResponseHead(_ head: HTTPResponseHead, into out: inout some HTTP1ByteSink) {
+        out.reserveAdditional(48 + head.reason.utf8.count + fieldsSize(head.headers))
+        out.appendBytes("HTTP/1.1 ".utf8)
+        appendStatus(head.status, to: &out)
+        out.appendByte(ASCII.sp)
+        appendText(head.reason.isEmpty ? reasonPhrase(for: head.status) : head.reason, to: &out)
+        out.appendBytes(crlf)
+        appendFields(head.headers, to: &out)
+    }
+
     public static func requestHead(method: String, target: String, headers: HTTPHeaders) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + target.utf8.count + headers.count * 48)
+        out.reserveCapacity(16 + method.utf8.count + 3 * target.utf8.count + fieldsSize(headers))
         out.append(contentsOf: method.utf8.lazy.filter(HTTP1Syntax.isTChar))
         out.append(ASCII.sp)
         for b in target.utf8 {
@@ -132,17 +137,24 @@ public enum HTTP1Serializer {
     private static let hexDigitsUpper: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     /// The status code's digits (100...999 without a String; anything else as `String(status)` would print it).
-    private static func appendStatus(_ status: Int, to out: inout [UInt8]) {
+    private static func appendStatus(_ status: Int, to out: inout some HTTP1ByteSink) {
         guard (100...999).contains(status) else {
-            out.append(contentsOf: String(status).utf8)
+            out.appendBytes(String(status).utf8)
             return
         }
-        out.append(UInt8(ascii: "0") + UInt8(status / 100))
-        out.append(UInt8(ascii: "0") + UInt8(status / 10 % 10))
-        out.append(UInt8(ascii: "0") + UInt8(status % 10))
+        out.appendByte(UInt8(ascii: "0") + UInt8(status / 100))
+        out.appendByte(UInt8(ascii: "0") + UInt8(status / 10 % 10))
+        out.appendByte(UInt8(ascii: "0") + UInt8(status % 10))
     }
 
-    private static func appendFields(_ headers: HTTPHeaders, to out: inout [UInt8]) {
+    /// Bytes the fields take when serialised (at most: invalid fields are skipped), with the blank line.
+    private static func fieldsSize(_ headers: HTTPHeaders) -> Int {
+        var size = 2
+        for field in headers.fields { size += field.name.utf8.count + field.value.utf8.count + 4 }
+        return size
+    }
+
+    private static func appendFields(_ headers: HTTPHeaders, to out: inout some HTTP1ByteSink) {
         for field in headers.fields {
             let name = field.name.utf8.span
             guard !name.isEmpty else { continue }
@@ -152,18 +164,18 @@ public enum HTTP1Serializer {
                 break
             }
             guard token else { continue }
-            out.append(contentsOf: field.name.utf8)
-            out.append(ASCII.colon)
-            out.append(ASCII.sp)
+            out.appendBytes(field.name.utf8)
+            out.appendByte(ASCII.colon)
+            out.appendByte(ASCII.sp)
             appendText(field.value, to: &out)
-            out.append(contentsOf: crlf)
+            out.appendBytes(crlf)
         }
-        out.append(contentsOf: crlf)
+        out.appendBytes(crlf)
     }
 
     /// Appends `text`, with CR, LF and NUL replaced by spaces (no header injection). The common case, text without
     /// them, is one bulk copy.
-    private static func appendText(_ text: String, to out: inout [UInt8]) {
+    private static func appendText(_ text: String, to out: inout some HTTP1ByteSink) {
         let bytes = text.utf8.span
         var clean = true
         for i in bytes.indices where bytes[i] == ASCII.cr || bytes[i] == ASCII.lf || bytes[i] == ASCII.nul {
@@ -171,11 +183,30 @@ public enum HTTP1Serializer {
             break
         }
         if clean {
-            out.append(contentsOf: text.utf8)
+            out.appendBytes(text.utf8)
             return
         }
         for b in text.utf8 {
-            out.append(b == ASCII.cr || b == ASCII.lf || b == ASCII.nul ? ASCII.sp : b)
+            out.appendByte(b == ASCII.cr || b == ASCII.lf || b == ASCII.nul ? ASCII.sp : b)
         }
     }
+}
+
+/// Where `HTTP1Serializer` writes: an array, or a connection's output `ByteBuffer` (copies by `memcpy`).
+protocol HTTP1ByteSink {
+    mutating func reserveAdditional(_ count: Int)
+    mutating func appendByte(_ byte: UInt8)
+    mutating func appendBytes(_ bytes: some Collection<UInt8>)
+}
+
+extension Array: HTTP1ByteSink where Element == UInt8 {
+    mutating func reserveAdditional(_ count: Int) { reserveCapacity(self.count + count) }
+    mutating func appendByte(_ byte: UInt8) { append(byte) }
+    mutating func appendBytes(_ bytes: some Collection<UInt8>) { append(contentsOf: bytes) }
+}
+
+extension ByteBuffer: HTTP1ByteSink {
+    mutating func reserveAdditional(_ count: Int) { reserveWritableBytes(count) }
+    mutating func appendByte(_ byte: UInt8) { writeByte(byte) }
+    mutating func appendBytes(_ bytes: some Collection<UInt8>) { writeBytes(bytes) }
 }

@@ -120,7 +120,7 @@ struct HTTP1LineReader: Sendable {
             index = end
             return nil
         }
-        var line: ArraySlice<UInt8>
+        let line: ArraySlice<UInt8>
         if buffer.isEmpty {
             line = input[index..<j]
         } else {
@@ -134,8 +134,8 @@ struct HTTP1LineReader: Sendable {
             throw .badRequest(crs > 0 ? "bare CR in message framing" : "bare LF line ending")
         }
         guard crs == 1 else { throw .badRequest("bare CR in message framing") }
-        line.removeLast()
-        return line
+        // Not `removeLast()`: mutating a slice that shares the input's storage would copy the line.
+        return line.dropLast()
     }
 }
 

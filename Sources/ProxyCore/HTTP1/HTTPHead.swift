@@ -46,14 +46,14 @@ public struct HTTPRequestHead: Sendable, Equatable {
 
     /// `Expect: 100-continue` on an HTTP/1.1 request (HTTP/1.0 clients cannot expect it, RFC 9110 §10.1.1).
     public var expectsContinue: Bool {
-        version == .http1_1 && headers.tokens("expect").contains("100-continue")
+        version == .http1_1 && headers.containsToken("expect", "100-continue")
     }
 
     /// An HTTP/1.1 protocol upgrade: `Connection` lists `upgrade`, an `Upgrade` field is present and it names a
     /// protocol other than `h2c`. proxyd deliberately ignores `Upgrade: h2c` (the request is then an ordinary one).
     /// HTTP/1.0 requests never upgrade (RFC 9110 §7.8).
     public var isUpgrade: Bool {
-        guard version == .http1_1, headers.tokens("connection").contains("upgrade") else { return false }
+        guard version == .http1_1, headers.containsToken("connection", "upgrade") else { return false }
         return headers.tokens("upgrade").contains { $0 != "h2c" }
     }
 
@@ -124,7 +124,6 @@ public enum HTTP1ResponseBufferEvent: Sendable, Equatable {
 }
 
 func connectionKeepAlive(version: HTTPVersion, headers: HTTPHeaders) -> Bool {
-    let tokens = headers.tokens("connection")
-    if tokens.contains("close") { return false }
-    return version == .http1_1 || tokens.contains("keep-alive")
+    if headers.containsToken("connection", "close") { return false }
+    return version == .http1_1 || headers.containsToken("connection", "keep-alive")
 }

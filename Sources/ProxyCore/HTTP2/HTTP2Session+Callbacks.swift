@@ -123,19 +123,19 @@ private func readRequestBody(_ session: OpaquePointer?, _ streamID: Int32, _ buf
 
 extension HTTP2Session {
     fileprivate func beginHeaders(_ hd: nghttp2_frame_hd) -> Int32 {
-        if hd.type == FrameType.headers, streams[hd.stream_id] != nil {
-            streams[hd.stream_id]!.resetHeaderBlock()
+        if hd.type == FrameType.headers {
+            streams.update(hd.stream_id) { $0.resetHeaderBlock() }
         }
         return 0
     }
 
     fileprivate func header(_ hd: nghttp2_frame_hd, name: UnsafeBufferPointer<UInt8>,
                             value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        // In place (`values[index]`): a copy of the stream held across the mutation would copy its header list
-        // on every field.
-        guard hd.type == FrameType.headers, let index = streams.index(forKey: hd.stream_id) else { return 0 }
-        let accepted = streams.values[index].receiveHeaderField(
-            name: name, value: value, maxBytes: Self.maxResponseHeaderBytes)
+        // In place: a copy of the stream held across the mutation would copy its header list on every field.
+        guard hd.type == FrameType.headers,
+              let accepted = streams.update(hd.stream_id, {
+                  $0.receiveHeaderField(name: name, value: value, maxBytes: Self.maxResponseHeaderBytes)
+              }) else { return 0 }
         // nghttp2 answers TEMPORAL_CALLBACK_FAILURE with RST_STREAM(INTERNAL_ERROR); the close follows.
         return accepted ? 0 : temporalCallbackFailure
     }
@@ -156,19 +156,23 @@ extension HTTP2Session {
                 if endStream { pendingEvents.append(.end(stream: id)) }
             } else if let status = state.status, state.statusIsValid, status >= 200 {
                 pendingEvents.append(.head(stream: id, status: status, headers: state.headers))
-                streams[id]!.headRecorded = true
                 // The event has them; later header blocks (trailers) are ignored: nothing to keep for a long stream.
-                streams[id]!.headers = HTTPHeaders()
+                streams.update(id) {
+                    $0.headRecorded = true
+                    $0.headers = HTTPHeaders()
+                }
                 if endStream { pendingEvents.append(.end(stream: id)) }
             } else if let status = state.status, state.statusIsValid, status >= 100, !endStream {
                 // Interim 1xx head: ignored; the final head follows in a later HEADERS frame.
             } else {
                 // No usable :status: malformed response (RFC 9113 §8.1.1). Reset once nghttp2 has returned.
-                streams[id]!.resetByUs = true
-                streams[id]!.body?.discard()
+                streams.update(id) {
+                    $0.resetByUs = true
+                    $0.body?.discard()
+                }
                 pendingEvents.append(.reset(stream: id, errorCode: HTTP2ErrorCode.protocolError))
             }
-            streams[id]!.resetHeaderBlock()
+            streams.update(id) { $0.resetHeaderBlock() }
         case FrameType.settings:
             if hd.flags & flagAck == 0 {
                 remoteSettingsReceived = true
@@ -193,7 +197,7 @@ extension HTTP2Session {
             pendingEvents.append(.releaseConnectionWindow(bytes.count))
             return 0
         }
-        streams[id]!.unconsumed += bytes.count
+        streams.update(id) { $0.unconsumed += bytes.count }
         if !state.resetByUs, !state.closeRecorded {
             pendingEvents.append(.data(stream: id, bytes: payload(bytes)))
         }
@@ -211,9 +215,13 @@ extension HTTP2Session {
     }
 
     fileprivate func streamClosed(_ id: Int32, errorCode: UInt32) -> Int32 {
-        guard streams[id]?.closeRecorded == false else { return 0 }
-        streams[id]!.closeRecorded = true
-        streams[id]!.body?.discard()
+        let closing: Bool? = streams.update(id) {
+            guard !$0.closeRecorded else { return false }
+            $0.closeRecorded = true
+            $0.body?.discard()
+            return true
+        }
+        guard closing == true else { return 0 }
         pendingEvents.append(.close(stream: id, errorCode: errorCode))
         return 0
     }
@@ -242,8 +250,8 @@ extension HTTP2Session {
         guard let state = streams[id], state.body != nil, !state.resetByUs, !state.closeRecorded else {
             return Int(temporalCallbackFailure)   // no body to read: nghttp2 resets the stream
         }
-        let copied = streams[id]!.body!.read(into: buffer)
-        let body = streams[id]!.body!
+        let body = state.body!
+        let copied = body.read(into: buffer)
         if body.bufferedBytes == 0, body.isEnded {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return copied

@@ -51,7 +51,7 @@ public final class HTTP2Session: @unchecked Sendable {
     private let session: OpaquePointer
 
     // State shared with HTTP2Session+Callbacks.swift (internal, not private, for that file only).
-    var streams: [Int32: HTTP2Stream] = [:]
+    var streams = StreamTable<HTTP2Stream>()
     var pendingEvents: [HTTP2SessionEvent] = []
     /// First Swift-side failure inside a callback; thrown after `mem_recv` returns.
     var pendingError: HTTP2Error?
@@ -172,7 +172,9 @@ public final class HTTP2Session: @unchecked Sendable {
         // Every name and value goes into one buffer (names lowercased in place), which keeps them alive for the
         // nghttp2_submit_request call; `spans` locates them. No array per field: this runs for every request.
         var storage: [UInt8] = []
-        storage.reserveCapacity(64 + method.utf8.count + authority.utf8.count + path.utf8.count + headers.count * 48)
+        var size = 40 + method.utf8.count + scheme.utf8.count + authority.utf8.count + path.utf8.count
+        for field in headers.fields { size += field.name.utf8.count + field.value.utf8.count }
+        storage.reserveCapacity(size)
         var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
         spans.reserveCapacity(4 + headers.count)
         func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = false) {
@@ -271,7 +273,7 @@ public final class HTTP2Session: @unchecked Sendable {
     public func consume(stream: Int32, bytes: Int) {
         guard bytes > 0, !isFatal, let pending = streams[stream]?.unconsumed, pending > 0 else { return }
         let n = min(bytes, pending)
-        streams[stream]!.unconsumed = pending - n
+        streams.update(stream) { $0.unconsumed = pending - n }
         check(nghttp2_session_consume(session, stream, n), "nghttp2_session_consume")
     }
 
@@ -298,15 +300,17 @@ public final class HTTP2Session: @unchecked Sendable {
     public func resetStream(_ stream: Int32, errorCode: UInt32 = 8 /* CANCEL */) {
         guard let state = streams[stream], !state.resetByUs else { return }
         if state.closeRecorded {
-            streams[stream]!.resetByUs = true
+            streams.update(stream) { $0.resetByUs = true }
             return
         }
         submitReset(stream, errorCode: errorCode)
     }
 
     func submitReset(_ stream: Int32, errorCode: UInt32) {
-        streams[stream]?.resetByUs = true
-        streams[stream]?.body?.discard()
+        streams.update(stream) {
+            $0.resetByUs = true
+            $0.body?.discard()
+        }
         guard !isFatal else { return }
         check(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode),
               "nghttp2_submit_rst_stream")
@@ -474,10 +478,14 @@ public final class HTTP2Session: @unchecked Sendable {
     }
 
     private func closeAllStreams(errorCode: UInt32) {
-        for id in streams.keys.sorted() where streams[id]?.closeRecorded == false {
-            streams[id]!.closeRecorded = true
-            streams[id]!.body?.discard()
-            pendingEvents.append(.close(stream: id, errorCode: errorCode))
+        for id in streams.sortedIDs() {
+            let closing: Bool? = streams.update(id) {
+                guard !$0.closeRecorded else { return false }
+                $0.closeRecorded = true
+                $0.body?.discard()
+                return true
+            }
+            if closing == true { pendingEvents.append(.close(stream: id, errorCode: errorCode)) }
         }
     }
 
@@ -520,7 +528,7 @@ public final class HTTP2Session: @unchecked Sendable {
             guard streams[stream]?.closeRecorded == false else { return }
             submitReset(stream, errorCode: errorCode)
         case let .close(stream, errorCode):
-            guard let state = streams.removeValue(forKey: stream) else { return }
+            guard let state = streams.removeValue(forID: stream) else { return }
             releaseConnectionWindow(state.unconsumed)
             delegate?.session(self, streamDidClose: stream, errorCode: errorCode)
         case let .releaseConnectionWindow(bytes):

@@ -6,7 +6,7 @@ import Logging
 ///
 /// Pipelined requests are answered in order: the next request starts when the current response is complete;
 /// requests parsed meanwhile wait in `pendingEvents` (reading pauses when that queue grows).
-final class ClientConnection: StreamConnectionDelegate {
+final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     static let lingerTimeout: Duration = .seconds(2)
     /// How long a closing connection may sit with unwritten response bytes before it is dropped.
     static let closingStallTimeout: Duration = .seconds(60)
@@ -258,6 +258,14 @@ final class ClientConnection: StreamConnectionDelegate {
         scheduleFlush()
     }
 
+    /// Queues a response head, serialised straight into the output buffer; sent at the end of this loop turn.
+    func writeResponseHead(_ head: HTTPResponseHead) {
+        guard !closed else { return }
+        noteResponseMoved()
+        HTTP1Serializer.writeResponseHead(head, into: &pendingOutput)
+        scheduleFlush()
+    }
+
     /// Queues `bytes` as they are (no copy unless tiny); sent at the end of this loop turn.
     func write(_ bytes: ByteBuffer) {
         guard !closed, !bytes.isEmpty else { return }
@@ -293,11 +301,10 @@ final class ClientConnection: StreamConnectionDelegate {
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        // Strong on purpose: the flush runs at the end of this loop turn, and a weak reference would give every
-        // connection a side table for as long as it lives.
-        let box = LoopBound(self)
-        context.loop.execute { box.value.flushOutput() }
+        context.loop.atEndOfTurn(self)
     }
+
+    func endOfTurn() { flushOutput() }
 
     /// Sends what `write` queued during this loop turn (one `sendmsg` for all of it).
     func flushOutput() {

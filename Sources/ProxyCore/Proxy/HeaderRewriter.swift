@@ -7,8 +7,15 @@ enum HeaderRewriter {
     ]
 
     static func isHopByHop(_ name: String) -> Bool {
-        hopByHop.contains { name.equalsIgnoringASCIICase($0) }
+        // Most fields are none of them: rule them out by length before comparing (runs for every field, twice
+        // per exchange).
+        let length = name.utf8.count
+        guard length < 64, hopByHopLengths & (1 << length) != 0 else { return false }
+        return hopByHop.contains { name.equalsIgnoringASCIICase($0) }
     }
+
+    /// Bit n set: some hop-by-hop name has n bytes.
+    private static let hopByHopLengths: UInt64 = hopByHop.reduce(0) { $0 | 1 << $1.utf8.count }
 
     /// Removes hop-by-hop fields and every field the `Connection` header names.
     /// `TE: trailers` is kept, as Go's ReverseProxy does. With `keepUpgrade`, `Connection: Upgrade` and `Upgrade`
@@ -17,7 +24,7 @@ enum HeaderRewriter {
     static func removeHopByHop(_ headers: inout HTTPHeaders, keepUpgrade: Bool = false) {
         guard keepUpgrade || headers.fields.contains(where: { isHopByHop($0.name) }) else { return }
         let named = headers.tokens("connection")  // lowercased
-        let teTrailers = headers.tokens("te").contains("trailers")
+        let teTrailers = headers.containsToken("te", "trailers")
         headers.removeAll { field in
             if keepUpgrade && field.name.equalsIgnoringASCIICase("upgrade") { return false }
             return isHopByHop(field.name) || named.contains { field.name.equalsIgnoringASCIICase($0) }
@@ -43,6 +50,8 @@ enum HeaderRewriter {
         isUpgrade: Bool
     ) -> HTTPHeaders {
         var headers = clientHeaders
+        // One copy with room for the fields added below (forwarding, user agent, credentials, impersonation).
+        headers.reserveCapacity(clientHeaders.count + 4)
         removeHopByHop(&headers, keepUpgrade: isUpgrade)
         // Host becomes :authority (h2) or is re-added by the HTTP/1 writer with the apiserver's authority.
         headers.remove(name: "host")

@@ -393,8 +393,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         } else if head.version == .http1_0 {
             headers.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        connection.write(
-            HTTP1Serializer.responseHead(HTTPResponseHead(status: status, reason: "", version: .http1_1, headers: headers)))
+        connection.writeResponseHead(HTTPResponseHead(status: status, reason: "", version: .http1_1, headers: headers))
         if bodyless {
             // The response is complete with its head; whatever the upstream still does with the stream is moot.
             stream?.detach()

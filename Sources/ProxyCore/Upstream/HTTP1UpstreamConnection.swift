@@ -107,7 +107,7 @@ final class HTTP1UpstreamConnection {
             switch event {
             case .head(let head):
                 pool.http1ResponseReceived()
-                if head.version == .http1_0 || head.headers.tokens("connection").contains("close") {
+                if head.version == .http1_0 || head.headers.containsToken("connection", "close") {
                     responseKeepAlive = false
                 }
                 stream.receivedHead(status: head.status, headers: head.headers)
