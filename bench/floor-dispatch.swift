@@ -6,15 +6,47 @@
 // the end of each head: proxyd does all of this plus its own work, so its system calls, context switches and CPU
 // per request cannot be below this program's in the same rig.
 //
-// Build: swiftc -O bench/floor-dispatch.swift -o floor-dispatch
-// Usage: floor-dispatch PORT BODY_BYTES        (listens on 127.0.0.1:PORT, answers every request with BODY_BYTES)
+// With a CA file it is also the idle floor: before serving it initialises the system OpenSSL as proxyd does (the
+// system configuration, a client SSL_CTX, the CA file loaded), so its resident memory right after start is what
+// the static Swift runtime, Dispatch and OpenSSL cost before any proxy code.
+//
+// Build: swiftc -O -static-stdlib bench/floor-dispatch.swift -o floor-dispatch (static runtime, as proxyd ships)
+// Usage: floor-dispatch PORT BODY_BYTES [CA_FILE]   (listens on 127.0.0.1:PORT, answers every request with BODY_BYTES)
 import Dispatch
 import Glibc
 
 let args = CommandLine.arguments
-guard args.count == 3, let port = UInt16(args[1]), let bodyBytes = Int(args[2]) else {
-    fputs("usage: floor-dispatch PORT BODY_BYTES\n", stderr)
+guard args.count == 3 || args.count == 4, let port = UInt16(args[1]), let bodyBytes = Int(args[2]) else {
+    fputs("usage: floor-dispatch PORT BODY_BYTES [CA_FILE]\n", stderr)
     exit(2)
+}
+if args.count == 4 { initialiseOpenSSL(caFile: args[3]) }
+
+/// OPENSSL_init_ssl with the configuration loaded, SSL_CTX_new(TLS_client_method()), the CA file: found with
+/// dlopen, so this one-file tool needs no module map.
+func initialiseOpenSSL(caFile: String) {
+    guard let library = dlopen("libssl.so.3", RTLD_NOW | RTLD_GLOBAL) else {
+        fputs("floor-dispatch: cannot load libssl.so.3\n", stderr)
+        exit(1)
+    }
+    func function<T>(_ name: String, _: T.Type) -> T {
+        guard let address = dlsym(library, name) else {
+            fputs("floor-dispatch: libssl has no \(name)\n", stderr)
+            exit(1)
+        }
+        return unsafeBitCast(address, to: T.self)
+    }
+    typealias InitSSL = @convention(c) (UInt64, OpaquePointer?) -> Int32
+    typealias ClientMethod = @convention(c) () -> OpaquePointer?
+    typealias NewContext = @convention(c) (OpaquePointer?) -> OpaquePointer?
+    typealias LoadVerify = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32
+    let loadConfig: UInt64 = 0x40  // OPENSSL_INIT_LOAD_CONFIG
+    guard function("OPENSSL_init_ssl", InitSSL.self)(loadConfig, nil) == 1,
+          let context = function("SSL_CTX_new", NewContext.self)(function("TLS_client_method", ClientMethod.self)()),
+          function("SSL_CTX_load_verify_locations", LoadVerify.self)(context, caFile, nil) == 1 else {
+        fputs("floor-dispatch: OpenSSL initialisation failed\n", stderr)
+        exit(1)
+    }
 }
 let body = String(repeating: "x", count: bodyBytes)
 let response = Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(bodyBytes)\r\n\r\n\(body)".utf8)
