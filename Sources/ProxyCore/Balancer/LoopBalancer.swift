@@ -421,7 +421,7 @@ final class ReadyzCheck: UpstreamResponseHandler {
         if !done { stream = started }
     }
 
-    /// A strong self-reference while the check runs (the stream holds its handler weakly).
+    /// A strong self-reference while the check runs (until it ends the stream holds its handler too).
     private var retainedUntilDone: ReadyzCheck?
 
     private func finish(passed: Bool, detail: String) {

@@ -44,7 +44,9 @@ public struct ReadPauseReasons: OptionSet, Sendable, Hashable {
 ///   sources is cancelled last (or directly if it was never started).
 /// - Once started, the sources' handlers retain the connection until it is closed, like a registered channel:
 ///   the owner must eventually call `close()` (errors close it automatically; EOF does not, to allow half-close).
-/// - `delegate` is weak.
+/// - The connection retains its `delegate` until it has closed (it lets go of it just before `connectionDidClose`):
+///   a delegate that owns the connection is kept alive exactly as long as the connection, without a weak reference
+///   (which would give every delegate a side table: memory per connection that thousands of idle watches add up).
 ///
 /// Source rules (STYLE.md §4): the read source runs unless paused or at EOF; the write source runs only while the
 /// write queue is non-empty and the socket said `EAGAIN`. `Bool`s record each source's state so suspend/resume
@@ -54,16 +56,22 @@ public final class StreamConnection: @unchecked Sendable {
     public let loop: EventLoop
     /// The socket. Owned by the connection; valid until `connectionDidClose`.
     let fd: Int32
-    public weak var delegate: (any StreamConnectionDelegate)?
+    /// Strong until the connection has closed (see the type's notes); set before `start()`.
+    public var delegate: (any StreamConnectionDelegate)?
 
     private enum CloseState { case open, closing, closed }
 
-    private var readSource: (any DispatchSourceRead)?
-    private var writeSource: (any DispatchSourceWrite)?
-    private var started = false
-    private var closeState = CloseState.open
-    private var fdClosed = false
+    // The sources as their class, not as the protocol existentials `makeReadSource`/`makeWriteSource` return
+    // (`DispatchSourceRead` is not class-bound: 40 bytes each), and the flags next to each other: this object lives
+    // as long as its connection (hours for a watch), thousands at a time.
+    private var readSource: DispatchSource?
+    private var writeSource: DispatchSource?
+    private var writeQueue = WriteQueue()
     private var pendingCancelHandlers = 0
+    private var closeState = CloseState.open
+    private var started = false
+    private var fdClosed = false
+    private var inSourceHandler = false      // one of this connection's source handlers runs (`sourceEvent`)
 
     private var readActivated = false
     private var readRunning = false          // activated and not suspended
@@ -72,7 +80,6 @@ public final class StreamConnection: @unchecked Sendable {
 
     private var writeActivated = false
     private var writeRunning = false         // activated and not suspended
-    private var writeQueue = WriteQueue()
     private var shutdownRequested = false
     private var writeShutDown = false
     private var writeBroken = false          // a write failed; the failure is being delivered
@@ -122,11 +129,11 @@ public final class StreamConnection: @unchecked Sendable {
         loop.assertInLoop()
         guard !started, closeState == .open else { return }
         started = true
-        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
+        let read = Self.concrete(DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue))
         // Strong captures on purpose: an open connection stays alive until closed. libdispatch releases the
         // handlers once a source's cancellation completes, and `sourceCancelled` drops the sources: no cycle left.
-        read.setEventHandler { self.loop.turn { self.readable() } }
-        read.setCancelHandler { self.sourceCancelled() }
+        // The cancel handler is set only in `close()` (see `cancel(_:)`).
+        read.setEventHandler { self.sourceEvent { self.readable() } }
         readSource = read
         pendingCancelHandlers = 1
         updateReadSource()
@@ -178,6 +185,14 @@ public final class StreamConnection: @unchecked Sendable {
             source.suspend()
         }
         readRunning = shouldRun
+    }
+
+    /// One event of one of the sources: a turn of the loop (work registered with `atEndOfTurn` runs at its end,
+    /// still inside the source's handler as far as libdispatch is concerned, see `cancel(_:)`).
+    private func sourceEvent(_ body: () -> Void) {
+        inSourceHandler = true
+        loop.turn(body)
+        inSourceHandler = false
     }
 
     private func readable() {
@@ -317,10 +332,9 @@ public final class StreamConnection: @unchecked Sendable {
     /// The write source is made the first time a write has to wait: most connections (a request, a watch) never
     /// fill their socket, and each source costs memory (the source, its unote and handler blocks) and, when
     /// cancelled, registering and unregistering with epoll.
-    private func makeWriteSource() -> any DispatchSourceWrite {
-        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
-        write.setEventHandler { self.loop.turn { self.writable() } }
-        write.setCancelHandler { self.sourceCancelled() }
+    private func makeWriteSource() -> DispatchSource {
+        let write = Self.concrete(DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue))
+        write.setEventHandler { self.sourceEvent { self.writable() } }
         writeSource = write
         pendingCancelHandlers += 1
         return write
@@ -373,12 +387,38 @@ public final class StreamConnection: @unchecked Sendable {
         // Never cancel (and later release) a suspended or inactive source.
         if !readActivated { read.activate(); readActivated = true } else if !readRunning { read.resume() }
         readRunning = true
-        read.cancel()
+        cancel(read)
         if let write = writeSource {
             if !writeActivated { write.activate(); writeActivated = true } else if !writeRunning { write.resume() }
             writeRunning = true
-            write.cancel()
+            cancel(write)
         }
+    }
+
+    /// Sets the source's cancel handler, then cancels it. The handler is set this late because a handler costs
+    /// memory for as long as it is set (a block and a libdispatch continuation, about 110 bytes per source), and
+    /// most connections live far longer than they take to close.
+    ///
+    /// Setting a handler on an active source is allowed. libdispatch applies it at once, except while the source
+    /// itself is busy (one of its handlers runs, or its registration changes): then the change is queued on the
+    /// source, and every later pass over the source runs it before anything else, cancellation included. The one
+    /// pass that has already passed that point is the one running our own event handler, which would go on to
+    /// process a cancel made now without the new cancel handler (the fd would never be closed). So inside our
+    /// handlers the cancel waits for the next loop turn; until then the handlers return at once (`closeState`).
+    private func cancel(_ source: DispatchSource) {
+        source.setCancelHandler { self.sourceCancelled() }
+        if inSourceHandler {
+            let box = LoopBound(source)
+            loop.execute { box.value.cancel() }
+        } else {
+            source.cancel()
+        }
+    }
+
+    /// The class every source `DispatchSource.make…Source` returns is (swift-corelibs-libdispatch).
+    private static func concrete(_ source: any DispatchSourceProtocol) -> DispatchSource {
+        guard let source = source as? DispatchSource else { preconditionFailure("a Dispatch source of another class") }
+        return source
     }
 
     private func sourceCancelled() {

@@ -96,6 +96,14 @@ public struct HTTP1RequestParser: Sendable {
         }
     }
 
+    /// True between requests: nothing of a next request received, and parsing has not stopped (no error, tunnel,
+    /// `Connection: close` or end). The parser is then in the same state as a new one with the same limits, so a
+    /// connection may drop it and make a new one when more bytes come.
+    public var isBetweenRequests: Bool {
+        if case .requestLine = state { return !lines.hasPartialLine }
+        return false
+    }
+
     /// True once parsing stopped for good after an upgrade or CONNECT request: the connection is now a tunnel.
     public var isTunneling: Bool {
         if case .tunnel = state { return true }

@@ -17,7 +17,11 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     let context: LoopContext
     let id: UInt64
 
-    private var parser: HTTP1RequestParser
+    /// The request parser, made when bytes arrive. Between requests a parser holds nothing a fresh one would not
+    /// (`isBetweenRequests`), so it is let go when a watch or a followed log starts, and by the loop's once-a-second
+    /// sweep: an idle watch or keep-alive connection keeps 8 bytes for it instead of about 270 (the parser is 256
+    /// bytes, and its buffers).
+    private var parserBox: RequestParserBox?
     private var pendingEvents: [HTTP1RequestEvent] = []
     private var pendingBytes = 0
     private var parseError: HTTP1Error?
@@ -31,16 +35,16 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     private var clientEOF = false
     private var closing = false
     private var closed = false
+    private var flushScheduled = false   // (the small fields together: no padding between them)
+    private var timerKind = TimerKind.header
     /// Deadline (uptime nanoseconds, 0 = none) checked by the loop's once-a-second sweep: no timer is created or
     /// cancelled per request.
     private var deadline: UInt64 = 0
-    private var timerKind = TimerKind.header
     /// Set at accept for a connection that must not be served (`--accept-uids`): its first request gets this.
     var refusal: LocalResponse?
     /// Small writes (heads, chunk framing) collected into one buffer; it is queued on the socket before the next
     /// body buffer, and everything queued in one loop turn goes out with one `sendmsg` at its end.
     private var pendingOutput = ByteBuffer()
-    private var flushScheduled = false
     /// Body buffers smaller than this are copied into `pendingOutput` rather than queued as their own iovec.
     static let copyBelow = 512
 
@@ -49,7 +53,6 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
         self.peer = peer
         self.context = context
         self.id = id
-        parser = HTTP1RequestParser(limits: context.shared.limits)
     }
 
     func start() {
@@ -74,8 +77,15 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
             // First bytes of a request head: from now on the (shorter) header deadline runs.
             arm(timeout: timeouts.header, kind: .header)
         }
+        let box: RequestParserBox
+        if let parserBox {
+            box = parserBox
+        } else {
+            box = RequestParserBox(HTTP1RequestParser(limits: context.shared.limits))
+            parserBox = box
+        }
         do {
-            let events = try parser.feed(bytes.readableBytesArray[...])
+            let events = try box.parser.feed(bytes.readableBytesArray[...])
             enqueue(events)
         } catch {
             parseError = error
@@ -100,9 +110,9 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
             if socket.bufferedWriteBytes == 0 && pendingOutput.isEmpty { close() }
             return
         }
-        if parseError == nil {
+        if parseError == nil, let parserBox {
             do {
-                try parser.finish()
+                try parserBox.parser.finish()
             } catch {
                 parseError = error
             }
@@ -188,6 +198,11 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
             let exchange = ProxyExchange(connection: self, head: head)
             current = exchange
             exchange.begin()
+            if exchange.kind.isLongRunning, parserBox?.parser.isBetweenRequests == true {
+                // A watch or a followed log may last hours with nothing to parse: the parser goes now, so the
+                // next connection reuses its memory (let go later, it would stay a hole in the heap).
+                parserBox = nil
+            }
         }
         // Nothing queued: give the queue's storage back (an idle watch would keep it for hours).
         if pendingEvents.isEmpty { pendingEvents = [] }
@@ -321,7 +336,7 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
             finishAfterFlush()
             return
         }
-        if parser.hasPartialMessage {
+        if parserBox?.parser.hasPartialMessage == true {
             arm(timeout: timeouts.header, kind: .header)  // the next head is already on its way
         } else {
             armIdleTimer()
@@ -420,8 +435,10 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
         deadline = DispatchTime.now().uptimeNanoseconds + nanos
     }
 
-    /// Called by the loop's sweep; fires the timeout once its deadline passed.
+    /// Called by the loop's sweep (once a second): fires the timeout once its deadline passed, and lets go of a
+    /// parser that sits between requests.
     func checkDeadline(now: UInt64) {
+        if let parserBox, parserBox.parser.isBetweenRequests { self.parserBox = nil }
         guard deadline != 0, now >= deadline else { return }
         timerFired()
     }
@@ -477,7 +494,7 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     // MARK: protocol upgrades
 
     /// Bytes the client sent after an upgrade request's head, in the same reads.
-    func takeTunnelBytes() -> [UInt8] { parser.takeRemainingBytes() }
+    func takeTunnelBytes() -> [UInt8] { parserBox?.parser.takeRemainingBytes() ?? [] }
 
     func beginUpgrade(_ tunnel: UpgradeTunnel) {
         self.tunnel = tunnel
@@ -513,4 +530,11 @@ final class ClientConnection: StreamConnectionDelegate, EndOfTurnWork {
     func closeIfIdle() {
         if current == nil { close() }
     }
+}
+
+/// The request parser out of line: most of a connection's life (a watch, keep-alive) is spent between requests,
+/// without one.
+private final class RequestParserBox {
+    var parser: HTTP1RequestParser
+    init(_ parser: HTTP1RequestParser) { self.parser = parser }
 }

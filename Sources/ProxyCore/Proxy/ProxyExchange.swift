@@ -19,44 +19,47 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Largest request body kept for a replay after a 401.
     static let replayLimit = 64 * 1024
 
+    // Stored properties are laid out in the order declared: the 8-byte ones first, then each optional integer
+    // followed by flags that fill its padding (an exchange lives as long as its request: hours for a watch).
     private unowned let connection: ClientConnection
     /// The client's request head; its header fields are dropped once the response head went out (nothing reads them
     /// after routing, filtering and a possible retry after 401), so an idle watch keeps only its method and target.
     private(set) var head: HTTPRequestHead
     private var stream: UpstreamStream?
+    private var unconsumed = 0
+    private let startTime = DispatchTime.now()
+    private var responseStatus = 0
+    private var responseBytes = 0
+    private var upstreamPath = ""
+    /// A copy of the request body for a replay; `nil` when there is none or it outgrew `replayLimit`.
+    private var replayBody: [[UInt8]]?
+    private var replayBytes = 0
+    /// Body bytes held while waiting for a credential refresh (`awaitingCredential`).
+    private var heldBody: [[UInt8]] = []
+    private var heldBytes = 0
+    /// The configuration version current when the request started, with this loop's pool for it: the request
+    /// uses them to its end, whatever reloads happen meanwhile.
+    private let upstream: LoopUpstream
+    /// The plugin credential generation this request was sent with (`nil`: not sent with a plugin credential).
+    private var pluginGeneration: UInt64?
     private(set) var requestComplete = false
     private var responseStarted = false
     private var chunkedResponse = false
     private var closeDelimited = false
     private var keepAlive: Bool
-    private var unconsumed = 0
     private var finished = false
     private var discardBody = false
-    private let startTime = DispatchTime.now()
-    private var responseStatus = 0
-    private var responseBytes = 0
-    private var upstreamPath = ""
-    /// The plugin credential generation this request was sent with (`nil`: not sent with a plugin credential).
-    private var pluginGeneration: UInt64?
-    /// Whether the one retry after a 401 was used.
-    private var retried = false
-    /// A copy of the request body for a replay; `nil` when there is none or it outgrew `replayLimit`.
-    private var replayBody: [[UInt8]]?
-    private var replayBytes = 0
-    /// Waiting for a credential refresh before (re)sending: body bytes are held here meanwhile.
-    private var awaitingCredential = false
-    private var heldBody: [[UInt8]] = []
-    private var heldBytes = 0
-    private var heldPaused = false
-    /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
-    private var replayWhenBodyEnds = false
-    /// The configuration version current when the request started, with this loop's pool for it: the request
-    /// uses them to its end, whatever reloads happen meanwhile.
-    private let upstream: LoopUpstream
-    private var kind = RequestKind.regular
     /// The revision of the configured credentials the request was sent with (nil: the client's own
     /// `Authorization`, or not sent upstream).
     private var credentialRevision: UInt64?
+    /// Whether the one retry after a 401 was used.
+    private var retried = false
+    /// Waiting for a credential refresh before (re)sending: body bytes are held in `heldBody` meanwhile.
+    private var awaitingCredential = false
+    private var heldPaused = false
+    /// A 401 came before the (small, `Content-Length`-framed) body was complete: retry once it is.
+    private var replayWhenBodyEnds = false
+    private(set) var kind = RequestKind.regular
     /// The service or pod of a request on its own host (`*.svc.localhost`): its responses are rewritten to stay there.
     private var proxyTarget: ProxyTargetBox?
     /// Gathering the service index page.
@@ -449,6 +452,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             // Mid-body: the only honest signal is to cut the connection (a chunked body stays unterminated).
             shared.logger.warning("upstream failed mid-response for \(head.method) \(upstreamPath): \(failure)")
             finished = true
+            stream?.detach()
             stream = nil
             logAccess()
             connection.abort()
@@ -460,6 +464,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         } else {
             shared.logger.warning("upstream failed for \(head.method) \(upstreamPath): \(failure)")
         }
+        stream?.detach()
         stream = nil
         respondLocally(.upstreamFailure(failure))
     }
@@ -489,6 +494,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             stream.consumed(unconsumed)
             unconsumed = 0
         }
+        stream?.detach()  // it holds its handler strongly until it ends
         stream = nil
         logAccess()
         if !requestComplete && keepAlive {

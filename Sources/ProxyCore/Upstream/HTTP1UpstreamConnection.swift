@@ -131,7 +131,7 @@ final class HTTP1UpstreamConnection {
         lastActivity = .now()
         stream.state = .finished
         let reusable = responseKeepAlive && requestComplete
-        stream.handler?.upstreamDidEnd()
+        stream.deliverEnd()
         if reusable {
             if readPaused {
                 readPaused = false

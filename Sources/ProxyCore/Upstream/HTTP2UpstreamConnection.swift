@@ -284,7 +284,7 @@ final class HTTP2UpstreamConnection: HTTP2SessionDelegate {
         guard let upstream = streams.removeValue(forID: stream) else { return }
         lastActivity = .now()
         upstream.state = .finished
-        upstream.handler?.upstreamDidEnd()
+        upstream.deliverEnd()
         pool.streamFinished(on: self)
     }
 

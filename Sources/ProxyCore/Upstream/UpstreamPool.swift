@@ -103,7 +103,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
             stream.state = .finished
             let box = LoopBound(stream)
             loop.execute {
-                box.value.handler?.upstreamDidFail(lastFailure)
+                box.value.deliverFailure(lastFailure)
             }
             return stream
         }
@@ -409,7 +409,7 @@ final class UpstreamPool: UpstreamTransportDelegate {
                 waiting.append(stream)
             } else {
                 stream.state = .finished
-                stream.handler?.upstreamDidFail(.unavailable("the apiserver refused the stream (GOAWAY)"))
+                stream.deliverFailure(.unavailable("the apiserver refused the stream (GOAWAY)"))
             }
         }
         dispatchWaiting()

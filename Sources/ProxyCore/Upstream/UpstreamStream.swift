@@ -66,7 +66,10 @@ final class UpstreamStream {
     /// The request as sent; its header fields are dropped once the response head arrived (it is never sent again
     /// then), so a watch that lasts hours does not keep its credentials and headers.
     private(set) var request: UpstreamRequest
-    weak var handler: (any UpstreamResponseHandler)?
+    /// Held strongly until the exchange ends (`deliverEnd`, `deliverFailure`), is cancelled or detached: a handler
+    /// that lets go of its stream detaches or cancels it first. (A weak reference would give every handler, one
+    /// per request and so per watch, a side table for as long as it lives.)
+    private(set) var handler: (any UpstreamResponseHandler)?
     var state: State = .waiting
     /// The receive window its HTTP/2 connection advertises for it (kept here rather than in a table per connection).
     var receiveWindow = StreamWindow()
@@ -197,6 +200,20 @@ final class UpstreamStream {
     func fail(_ failure: UpstreamFailure, at point: UpstreamFailurePoint) {
         state = .finished
         if let rerouter, rerouter.reroute(self, after: failure, at: point) { return }
+        deliverFailure(failure)
+    }
+
+    /// The response is complete: the handler hears of it, and the stream lets go of it.
+    func deliverEnd() {
+        let handler = self.handler
+        self.handler = nil
+        handler?.upstreamDidEnd()
+    }
+
+    /// The exchange failed for good: the handler hears of it, and the stream lets go of it.
+    func deliverFailure(_ failure: UpstreamFailure) {
+        let handler = self.handler
+        self.handler = nil
         handler?.upstreamDidFail(failure)
     }
 
