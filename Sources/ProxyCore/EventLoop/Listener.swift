@@ -66,6 +66,19 @@ public final class Listener: @unchecked Sendable {
         Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
+    /// Whether descriptors are free beyond the one an accept just took: the reserve is in place (reopened if it
+    /// was lost) and one more can be opened. While descriptors are exhausted, an accept succeeds each time a
+    /// connection closes somewhere; only this ends the exhaustion, so a process at the limit does not report (and
+    /// log) a new start and end of it for every descriptor that comes free.
+    private static func hasSpareDescriptor(reserve: inout Int32) -> Bool {
+        if reserve < 0 { reserve = openReserve() }
+        guard reserve >= 0 else { return false }
+        let probe = openReserve()
+        guard probe >= 0 else { return false }
+        try? Posix.close(fd: probe)
+        return true
+    }
+
     // MARK: binding
 
     /// Binds and listens on TCP.
@@ -202,7 +215,7 @@ public final class Listener: @unchecked Sendable {
             }
             switch outcome {
             case .success(.processed(let newFD)):
-                if exhausted {
+                if exhausted && Listener.hasSpareDescriptor(reserve: &reserveFD) {
                     exhausted = false
                     exhaustionReport?(.ended(refused: refusedWhileExhausted))
                     refusedWhileExhausted = 0

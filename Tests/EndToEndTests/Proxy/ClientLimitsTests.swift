@@ -208,14 +208,33 @@ struct ClientLimitsTests {
         }
         // The connection that was already open is served (over the pooled upstream connection).
         #expect(busy.get("/api/v1")?.status == 200)
+        // One descriptor comes free: the next connection takes it and is served, the one after is refused, and
+        // neither counts as the burst ending and starting again (no log line for each descriptor that frees).
+        open.removeLast().close()
+        var taker: KeepAliveClient?
+        #expect(await pollUntil {
+            let next = KeepAliveClient(port: h.proxy.port)
+            if next.get("/api")?.status == 200 {
+                taker = next
+                return true
+            }
+            next.close()
+            return false
+        })
+        let (afterOne, _) = readToEnd(try RawClient(port: h.proxy.port))
+        #expect(afterOne.hasPrefix("HTTP/1.1 503 "))
+        var log = h.proxy.child.stderr
+        #expect(log.components(separatedBy: "out of file descriptors on").count - 1 == 1, "\(log)")
+        #expect(!log.contains("accepting connections on"), "\(log)")
         // Descriptors free again: new connections are served; the burst was logged once, and its end.
+        taker?.close()
         open.forEach { $0.close() }
         #expect(await pollUntil {
             let next = KeepAliveClient(port: h.proxy.port)
             defer { next.close() }
-            return next.get("/api")?.status == 200
+            return next.get("/api")?.status == 200 && h.proxy.child.stderr.contains("accepting connections on")
         })
-        let log = h.proxy.child.stderr
+        log = h.proxy.child.stderr
         #expect(log.components(separatedBy: "out of file descriptors on").count - 1 == 1, "\(log)")
         #expect(log.contains("accepting connections on"))
         #expect(log.contains("open-file limit 40"))
