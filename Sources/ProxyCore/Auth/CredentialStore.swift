@@ -452,6 +452,8 @@ private final class ExecRefresher: Sendable {
                 s.lastError = nil
                 s.generation += 1
                 s.expiration = result.expiration
+                // Counted before the credential is visible: whoever sees it in use also sees the refresh counted.
+                store.execSucceeded()
                 store.install(result, generation: s.generation)
                 let identity = result.clientCertificatePEM.flatMap { c in result.clientKeyPEM.map { (c, $0) } }
                 if identity?.0 != s.identity?.certificate || identity?.1 != s.identity?.key {
@@ -473,7 +475,6 @@ private final class ExecRefresher: Sendable {
         }
         switch outcome {
         case .success(let result):
-            store.execSucceeded()
             logger?.info("exec plugin returned new credentials\(result.expiration.map { " (expire \($0))" } ?? "")")
             if let identityChange, let newIdentity { identityChange(newIdentity.0, newIdentity.1) }
             scheduleExpiryRefresh(generation: generation, expiration: expiration, store: store)
