@@ -95,13 +95,9 @@ extension HTTPHeaders {
                 while hi > lo, value[hi - 1] == UInt8(ascii: " ") || value[hi - 1] == UInt8(ascii: "\t") { hi -= 1 }
                 if hi - lo == wanted.count {
                     var equal = true
-                    for i in 0..<wanted.count {
-                        let x = value[lo + i], y = wanted[i]
-                        if x == y { continue }
-                        if x | 0x20 != y | 0x20 || (x | 0x20) &- UInt8(ascii: "a") >= 26 {
-                            equal = false
-                            break
-                        }
+                    for i in 0..<wanted.count where !equalIgnoringASCIICase(value[lo + i], wanted[i]) {
+                        equal = false
+                        break
                     }
                     if equal { return true }
                 }
@@ -118,12 +114,15 @@ extension String {
     public func equalsIgnoringASCIICase(_ other: String) -> Bool {
         guard utf8.count == other.utf8.count else { return false }  // O(1) for native strings
         let a = utf8.span, b = other.utf8.span
-        for i in a.indices {
-            let x = a[i], y = b[i]
-            if x == y { continue }
-            // Equal ignoring case only if both are the same ASCII letter: x | 0x20 is its lowercase form.
-            guard x | 0x20 == y | 0x20, (x | 0x20) &- UInt8(ascii: "a") < 26 else { return false }
+        for i in a.indices where !equalIgnoringASCIICase(a[i], b[i]) {
+            return false
         }
         return true
     }
+}
+
+/// Two bytes equal, or the same ASCII letter in either case (`x | 0x20` is a letter's lowercase form).
+@inline(__always)
+private func equalIgnoringASCIICase(_ x: UInt8, _ y: UInt8) -> Bool {
+    x == y || (x | 0x20 == y | 0x20 && (x | 0x20) &- UInt8(ascii: "a") < 26)
 }
