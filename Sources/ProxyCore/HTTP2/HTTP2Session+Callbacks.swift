@@ -166,10 +166,7 @@ extension HTTP2Session {
                 // Interim 1xx head: ignored; the final head follows in a later HEADERS frame.
             } else {
                 // No usable :status: malformed response (RFC 9113 §8.1.1). Reset once nghttp2 has returned.
-                streams.update(id) {
-                    $0.resetByUs = true
-                    $0.body?.discard()
-                }
+                streams.update(id) { $0.markReset() }
                 pendingEvents.append(.reset(stream: id, errorCode: HTTP2ErrorCode.protocolError))
             }
             streams.update(id) { $0.resetHeaderBlock() }
@@ -215,13 +212,7 @@ extension HTTP2Session {
     }
 
     fileprivate func streamClosed(_ id: Int32, errorCode: UInt32) -> Int32 {
-        let closing: Bool? = streams.update(id) {
-            guard !$0.closeRecorded else { return false }
-            $0.closeRecorded = true
-            $0.body?.discard()
-            return true
-        }
-        guard closing == true else { return 0 }
+        guard streams.update(id, { $0.recordClose() }) == true else { return 0 }
         pendingEvents.append(.close(stream: id, errorCode: errorCode))
         return 0
     }

@@ -307,10 +307,7 @@ public final class HTTP2Session: @unchecked Sendable {
     }
 
     func submitReset(_ stream: Int32, errorCode: UInt32) {
-        streams.update(stream) {
-            $0.resetByUs = true
-            $0.body?.discard()
-        }
+        streams.update(stream) { $0.markReset() }
         guard !isFatal else { return }
         check(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode),
               "nghttp2_submit_rst_stream")
@@ -479,13 +476,9 @@ public final class HTTP2Session: @unchecked Sendable {
 
     private func closeAllStreams(errorCode: UInt32) {
         for id in streams.sortedIDs() {
-            let closing: Bool? = streams.update(id) {
-                guard !$0.closeRecorded else { return false }
-                $0.closeRecorded = true
-                $0.body?.discard()
-                return true
+            if streams.update(id, { $0.recordClose() }) == true {
+                pendingEvents.append(.close(stream: id, errorCode: errorCode))
             }
-            if closing == true { pendingEvents.append(.close(stream: id, errorCode: errorCode)) }
         }
     }
 

@@ -33,8 +33,7 @@ struct HTTP2Stream {
         guard !resetByUs, !closeRecorded, !headRecorded else { return true }
         let size = headerBytes + name.count + value.count + 32
         guard size <= maxBytes else {
-            resetByUs = true
-            body?.discard()
+            markReset()
             return false
         }
         headerBytes = size
@@ -51,6 +50,21 @@ struct HTTP2Stream {
             if headers.isEmpty { headers.reserveCapacity(12) }
             headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
         }
+        return true
+    }
+
+    /// We reset the stream (or are about to): its later events are dropped and its queued request body goes.
+    mutating func markReset() {
+        resetByUs = true
+        body?.discard()
+    }
+
+    /// nghttp2 reported the stream closed: recorded once, and its queued request body goes. Returns false when the
+    /// close was already recorded (nothing to deliver again).
+    mutating func recordClose() -> Bool {
+        guard !closeRecorded else { return false }
+        closeRecorded = true
+        body?.discard()
         return true
     }
 
